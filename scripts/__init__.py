@@ -1,0 +1,1 @@
+"""Project packages: ``scripts.mlops`` (the lab toolkit) and ``scripts.grading`` (authoring and grading)."""

@@ -1,0 +1,174 @@
+"""Per-lab workspaces: one folder holding the lab's data, ``mlflow.db`` and artifacts.
+
+Every lab (and every test) gets its own folder, ``.mlops/<name>/`` below the current
+directory by default, so labs never share a registry and model versions start at 1 each run.
+MLflow is pointed at ``sqlite:///<relative path>/mlflow.db`` (the embedded default: no
+server). ``MLFLOW_TRACKING_URI`` in the environment overrides it, for labs that are about a
+tracking server; ``MLOPS_WORKSPACE_ROOT`` moves the parent folder.
+
+Creating an MLflow database runs all of MLflow's schema migrations, which costs seconds. A
+migrated empty database is therefore cached once per MLflow version (in
+``$XDG_CACHE_HOME/mlops-labs``, else ``~/.cache/mlops-labs``) and copied into new workspaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MlopsError
+
+MARKER = ".mlops-workspace"
+_active: "Workspace | None" = None
+DEFAULT_ROOT = ".mlops"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one lab keeps its state. Paths are relative to the folder the lab runs in."""
+
+    name: str
+    root: Path
+    tracking_uri: str
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def embedded(self) -> bool:
+        """True when MLflow uses this workspace's own SQLite file (no server)."""
+        return self.tracking_uri == _sqlite_uri(self.db)
+
+    def experiment(self, name: str) -> str:
+        """Create (or reuse) an experiment whose artifacts live in this workspace; return its id."""
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            experiment_id = found.experiment_id
+        elif self.embedded:
+            experiment_id = client.create_experiment(name, artifact_location=self.artifacts.resolve().as_uri())
+        else:  # a tracking server decides where artifacts go
+            experiment_id = client.create_experiment(name)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
+    def __str__(self) -> str:
+        return f"workspace {self.name!r} at {self.root} (tracking: {self.tracking_uri})"
+
+
+def _sqlite_uri(db: Path) -> str:
+    return f"sqlite:///{db.as_posix()}"
+
+
+def _display_path(path: Path) -> Path:
+    """``path`` relative to the current folder when it is below it, else absolute."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path.resolve()
+
+
+def quiet_mlflow() -> None:
+    """Silence MLflow's and Alembic's INFO chatter and the telemetry client; keep warnings."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlops-labs"
+
+
+def _template_db() -> Path | None:
+    """A migrated, empty MLflow database for the installed MLflow version (None if unavailable)."""
+    import mlflow
+
+    template = _cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.is_file():
+        return template
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            db = Path(scratch) / "mlflow.db"
+            store = SqlAlchemyStore(_sqlite_uri(db), (Path(scratch) / "artifacts").as_uri())
+            store.engine.dispose()
+            os.replace(db, template)  # atomic: concurrent creators never see half a file
+    except (OSError, sqlite3.Error):
+        return None
+    return template
+
+
+def _seed_database(db: Path, artifacts: Path) -> None:
+    template = _template_db()
+    if template is None:
+        return  # MLflow creates the database itself on first use (slower, same result)
+    shutil.copyfile(template, db)
+    with sqlite3.connect(db) as connection:  # the Default experiment must store its artifacts here
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (artifacts.resolve().as_uri(),),
+        )
+
+
+def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = None) -> Workspace:
+    """Create (or reuse) the workspace ``name`` and point MLflow at it.
+
+    ``fresh=True`` (the default for labs) starts from an empty registry, so a re-run of a lab
+    gives the same versions and outputs. Only folders this function created (they carry a
+    ``.mlops-workspace`` marker) are ever emptied; anything else raises instead.
+    """
+    import mlflow
+
+    quiet_mlflow()
+    if not name or any(part in ("", ".", "..") for part in Path(name).parts) or Path(name).is_absolute():
+        raise MlopsError(f"invalid workspace name {name!r}", "use a plain folder name such as '00-first-model'.")
+    parent = Path(root if root is not None else os.environ.get("MLOPS_WORKSPACE_ROOT", DEFAULT_ROOT))
+    folder = parent / name
+    if folder.exists() and not (folder / MARKER).is_file():
+        raise MlopsError(
+            f"{folder} exists but is not a lab workspace (no {MARKER} marker), so it was left untouched",
+            "choose another workspace name or root, or move that folder away.",
+        )
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("Created by scripts.mlops.workspace; safe to delete.\n")
+    shown = _display_path(folder)
+    workspace_db = shown / "mlflow.db"
+    (folder / "artifacts").mkdir(exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+
+    override = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_uri = override or _sqlite_uri(workspace_db)
+    if not override and not (folder / "mlflow.db").exists():
+        _seed_database(folder / "mlflow.db", folder / "artifacts")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    global _active
+    _active = Workspace(name=name, root=shown, tracking_uri=tracking_uri)
+    return _active
+
+
+def active() -> Workspace | None:
+    """The workspace most recently opened in this process, if any."""
+    return _active
