@@ -8,12 +8,22 @@ the fix and exit with status 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from .errors import MlopsError
+
+#: Modules that contribute sub-commands through ``add_commands(subparsers)``. A module that
+#: does not exist yet is skipped, so each feature owns its commands in its own file.
+COMMAND_MODULES: tuple[str, ...] = (
+    "scripts.mlops.promotion",
+    "scripts.mlops.serve",
+    "scripts.mlops.gate",
+    "scripts.mlops.inject",
+)
 
 
 def _workspace(args: argparse.Namespace):
@@ -140,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("versions", help="list the versions and aliases of a registered model")
     p.add_argument("--model", required=True)
     p.set_defaults(func=cmd_versions)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        add_commands = getattr(module, "add_commands", None)
+        if add_commands is not None:
+            add_commands(commands)
     return parser
 
 

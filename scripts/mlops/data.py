@@ -80,7 +80,7 @@ FILENAMES: dict[str, str] = {"v1": "churn_v1.csv", "v2": "churn_v2.csv", "eval":
 
 #: Fingerprint of the frozen evaluation set. Changing the generator changes this value,
 #: which invalidates every committed baseline: do it deliberately, never by accident.
-FROZEN_EVAL_SHA256 = "sha256:PENDING"
+FROZEN_EVAL_SHA256 = "sha256:dfbec59bd7f8492e88b60a0b8e07cbef24dea42b3feb13e10ee30ebbdf9a6c07"
 
 # Per-segment behaviour: label noise (probability a label is flipped), contract mix,
 # monthly charges (mean, sd) and a churn propensity offset.
@@ -187,7 +187,7 @@ def write_datasets(folder: str | Path) -> dict[str, Path]:
             write_csv(frame, path)
         paths[name] = path
     found = fingerprint(paths["eval"])
-    if FROZEN_EVAL_SHA256 != "sha256:PENDING" and found != FROZEN_EVAL_SHA256:
+    if found != FROZEN_EVAL_SHA256:
         raise DataError(
             f"the evaluation set at {paths['eval']} has fingerprint {found}, but the frozen "
             f"evaluation set is {FROZEN_EVAL_SHA256}",

@@ -1,0 +1,44 @@
+"""Shared fixtures: every test that touches MLflow gets its own workspace in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from scripts.mlops import data
+from scripts.mlops.workspace import Workspace, open_workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A fresh embedded MLflow workspace under ``tmp_path`` (the test's current folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
+    import mlflow
+
+    workspace = open_workspace("test")
+    yield workspace
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three seeded data files, written once per test session (read-only by convention)."""
+    return data.write_datasets(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
