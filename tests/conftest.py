@@ -14,6 +14,18 @@ from scripts.mlops.workspace import Workspace, open_workspace
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_environment() -> Iterator[None]:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; keep it from leaking between tests."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     """A fresh embedded MLflow workspace under ``tmp_path`` (the test's current folder)."""

@@ -52,9 +52,10 @@ def evaluate(model: Predictor, frame: pd.DataFrame, *, slice_by: str = data.SEGM
     return score(frame[data.LABEL], predictions, frame[slice_by])
 
 
-def evaluate_file(model: Predictor, path: str | Path, **meta: Any) -> dict[str, Any]:
-    """Score ``model`` on a CSV file and record the file's fingerprint (plus any ``meta``)."""
-    result = evaluate(model, data.load(path))
+def evaluate_file(predictor: Predictor, path: str | Path, /, **meta: Any) -> dict[str, Any]:
+    """Score ``predictor`` on a CSV file and record the file's fingerprint (plus any ``meta``,
+    e.g. ``model=NAME, version=N``)."""
+    result = evaluate(predictor, data.load(path))
     return {**meta, "eval_set_hash": data.fingerprint(path), **result}
 
 

@@ -56,9 +56,14 @@ def require_model(name: str) -> None:
 def versions(name: str) -> list[VersionInfo]:
     """Every version of ``name``, oldest first."""
     require_model(name)
-    found = _client().search_model_versions(f"name = '{name}'")
+    client = _client()
+    # search_model_versions does not fill in aliases; the registered model has them all.
+    by_version: dict[int, list[str]] = {}
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        by_version.setdefault(int(version), []).append(alias)
+    found = client.search_model_versions(f"name = '{name}'")
     infos = [
-        VersionInfo(v.name, int(v.version), v.run_id or "", tuple(sorted(v.aliases or ())), v.source or "")
+        VersionInfo(v.name, int(v.version), v.run_id or "", tuple(sorted(by_version.get(int(v.version), ()))), v.source or "")
         for v in found
     ]
     return sorted(infos, key=lambda info: info.version)

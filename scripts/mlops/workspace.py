@@ -130,6 +130,35 @@ def _seed_database(db: Path, artifacts: Path) -> None:
         )
 
 
+def _forget_cached_stores() -> None:
+    """Drop MLflow's cached SQLite stores and connection pools.
+
+    MLflow caches one store (and one SQLAlchemy engine) per tracking URI. A relative
+    ``sqlite:///`` URI names a different file after a change of folder, and a workspace that
+    is emptied and re-created is a new file behind an old name: either way a cached pooled
+    connection would keep reading the old database. This uses MLflow internals (checked by
+    the tests), so it degrades to a no-op if they move.
+    """
+    try:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+    except ImportError:  # pragma: no cover - depends on MLflow's layout
+        return
+    for store in (TrackingStore, RegistryStore):
+        engines = getattr(store, "_engine_map", {})
+        for uri in [uri for uri in engines if uri.startswith("sqlite:")]:
+            engines.pop(uri).dispose()
+    for registry in (
+        getattr(tracking_utils, "_tracking_store_registry", None),
+        getattr(registry_utils, "_model_registry_store_registry", None),
+    ):
+        cached = getattr(type(registry), "_get_store_with_resolved_uri", None) if registry is not None else None
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
 def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = None) -> Workspace:
     """Create (or reuse) the workspace ``name`` and point MLflow at it.
 
@@ -139,6 +168,7 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
     """
     import mlflow
 
+    global _active
     quiet_mlflow()
     if not name or any(part in ("", ".", "..") for part in Path(name).parts) or Path(name).is_absolute():
         raise MlopsError(f"invalid workspace name {name!r}", "use a plain folder name such as '00-first-model'.")
@@ -149,6 +179,7 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
             f"{folder} exists but is not a lab workspace (no {MARKER} marker), so it was left untouched",
             "choose another workspace name or root, or move that folder away.",
         )
+    _forget_cached_stores()
     if fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,12 +190,13 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
     (folder / "data").mkdir(exist_ok=True)
 
     override = os.environ.get("MLFLOW_TRACKING_URI")
+    if _active is not None and override == _active.tracking_uri:
+        override = None  # mlflow.set_tracking_uri exports the URI we set last time; not a user choice
     tracking_uri = override or _sqlite_uri(workspace_db)
     if not override and not (folder / "mlflow.db").exists():
         _seed_database(folder / "mlflow.db", folder / "artifacts")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    global _active
     _active = Workspace(name=name, root=shown, tracking_uri=tracking_uri)
     return _active
 

@@ -1,0 +1,171 @@
+"""The authoring format of a reference notebook: cell roles, exercises, points, solutions.
+
+Roles are cell tags; grading data lives in ``metadata.lab``; cells are keyed by their
+nbformat ids. See the instructor page of the book for the full description.
+
+=====================  =========================================  ================================
+tag                    ``metadata.lab``                           in the student notebook
+=====================  =========================================  ================================
+``lab-setup``          ``{}``                                     kept, locked
+``lab-exercise``       ``{"exercise": "00.1"}``                   solution regions become stubs
+``lab-check``          ``{"exercise": "00.1", "points": 2}``      kept, locked
+``lab-hidden``         ``{"exercise": "00.1", "points": 1}``      removed (grading only)
+``lab-checkpoint``     ``{"after": "00.1"}``                      kept, locked
+=====================  =========================================  ================================
+
+Inside exercise cells, the solution sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
+lines; the student version replaces it with a line that raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+ROLES = ("lab-setup", "lab-exercise", "lab-check", "lab-hidden", "lab-checkpoint")
+LOCKED_ROLES = ("lab-setup", "lab-check", "lab-checkpoint")
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\s*$")
+END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
+EXERCISE_ID = re.compile(r"^\d{2}\.\d+$")
+
+
+class AuthoringError(ValueError):
+    """A reference notebook breaks the authoring format; the message lists every problem."""
+
+    def __init__(self, path: str | Path, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{path} does not follow the authoring format:\n{listing}")
+
+
+@dataclass
+class Exercise:
+    """One graded exercise: its cells and the points its checks are worth."""
+
+    id: str
+    cells: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    points: float = 0.0
+    hidden_points: float = 0.0
+
+
+def role(cell: Any) -> str | None:
+    """The cell's role tag, if it has exactly one (validation reports several)."""
+    tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag in ROLES]
+    return tags[0] if len(tags) == 1 else None
+
+
+def lab_meta(cell: Any) -> dict[str, Any]:
+    return dict(cell.get("metadata", {}).get("lab", {}))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read(path: str | Path) -> nbformat.NotebookNode:
+    """Read a notebook as nbformat 4 (ids are added by nbformat when missing)."""
+    return nbformat.read(str(path), as_version=4)
+
+
+def stub_source(source: str, exercise_id: str) -> str:
+    """Replace every solution region with a stub that tells the student what to do."""
+    out: list[str] = []
+    inside = False
+    for line in source.split("\n"):
+        start = BEGIN.match(line)
+        if start and not inside:
+            inside = True
+            out.append(
+                f'{start.group("indent")}raise NotImplementedError("Exercise {exercise_id} is not done yet: '
+                'replace this line with your code, then run the check cell below.")'
+            )
+            continue
+        if inside:
+            if END.match(line):
+                inside = False
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def validate(nb: nbformat.NotebookNode, path: str | Path) -> dict[str, Exercise]:
+    """Check the authoring rules; return the exercises in notebook order.
+
+    Errors: cells without ids or with duplicate ids, several role tags on one cell, exercise
+    cells without a well-formed exercise id or without a solution region, unbalanced solution
+    markers, solution markers outside exercise cells, checks without points or for an exercise
+    that does not exist, exercises without a check.
+    """
+    problems: list[str] = []
+    exercises: dict[str, Exercise] = {}
+    seen: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        where = f"cell {index} (id {cell.get('id')!r})"
+        cell_id = cell.get("id")
+        if not cell_id:
+            problems.append(f"{where} has no id; save the notebook with nbformat >= 4.5")
+        elif cell_id in seen:
+            problems.append(f"{where}: duplicate cell id {cell_id!r}")
+        seen.add(str(cell_id))
+        tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag in ROLES]
+        if len(tags) > 1:
+            problems.append(f"{where} has several role tags {tags}; give it one")
+        cell_role = tags[0] if len(tags) == 1 else None
+        meta = lab_meta(cell)
+        source = cell.get("source", "")
+        markers = [line for line in source.split("\n") if BEGIN.match(line) or END.match(line)]
+        if cell_role == "lab-exercise":
+            exercise_id = str(meta.get("exercise", ""))
+            if not EXERCISE_ID.match(exercise_id):
+                problems.append(f"{where}: exercise id {exercise_id!r} must look like '00.1' (lab.exercise)")
+                continue
+            if not markers:
+                problems.append(f"{where}: exercise {exercise_id} has no '# BEGIN SOLUTION' region")
+            if not _balanced(source):
+                problems.append(f"{where}: unbalanced BEGIN/END SOLUTION markers")
+            exercises.setdefault(exercise_id, Exercise(exercise_id)).cells.append(str(cell_id))
+        elif markers:
+            problems.append(f"{where}: solution markers outside an exercise cell would leak the solution")
+        if cell_role in ("lab-check", "lab-hidden"):
+            exercise_id = str(meta.get("exercise", ""))
+            points = meta.get("points")
+            if exercise_id not in exercises:
+                problems.append(f"{where}: {cell_role} for exercise {exercise_id!r}, which no exercise cell above defines")
+                continue
+            if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+                problems.append(f"{where}: {cell_role} needs positive lab.points, found {points!r}")
+                continue
+            exercise = exercises[exercise_id]
+            if cell_role == "lab-check":
+                exercise.checks.append(str(cell_id))
+                exercise.points += float(points)
+            else:
+                exercise.hidden_points += float(points)
+        if cell_role == "lab-checkpoint" and str(meta.get("after", "")) not in exercises:
+            problems.append(f"{where}: checkpoint after unknown exercise {meta.get('after')!r}")
+    for exercise in exercises.values():
+        if not exercise.checks:
+            problems.append(f"exercise {exercise.id} has no lab-check cell")
+    if problems:
+        raise AuthoringError(path, problems)
+    return exercises
+
+
+def _balanced(source: str) -> bool:
+    depth = 0
+    for line in source.split("\n"):
+        if BEGIN.match(line):
+            depth += 1
+            if depth > 1:
+                return False
+        elif END.match(line):
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0

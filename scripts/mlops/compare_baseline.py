@@ -1,0 +1,123 @@
+"""Compare a candidate's evaluation JSON with the committed baseline, bucket by bucket.
+
+    python -m scripts.mlops.compare_baseline --candidate C.json --baseline B.json --tolerance 0.02
+
+Exit status: **0** every bucket is within the tolerance (one summary line is printed);
+**2** at least one bucket dropped by more than the tolerance, is missing, or holds a bad
+number, or the two files were evaluated on different data (a Markdown table of the failing
+rows is printed); **1** the input is unusable (missing file, invalid JSON, missing keys, a
+bad option) and nothing was compared.
+
+The rules (``candidate >= baseline - tolerance`` with a float epsilon, small slices fail
+unless ``--allow-small-slices``) are :mod:`scripts.mlops.gate`'s :class:`SliceRegression`
+and :class:`EvalSetMatch` checks; this module only reads files and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Mapping, Sequence
+
+from . import gate
+from .errors import MlopsError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 (unusable input); argparse's default 2 would read as "regression"."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(gate.EXIT_UNUSABLE, f"{self.prog}: error: {message}\n")
+
+
+def compare(
+    candidate: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    *,
+    tolerance: float = gate.DEFAULT_TOLERANCE,
+    min_slice_size: int = gate.DEFAULT_MIN_SLICE_SIZE,
+    allow_small_slices: bool = False,
+) -> gate.GateReport:
+    """Run the eval-set fingerprint and per-slice regression checks on two documents."""
+    checks = [
+        gate.EvalSetMatch(),
+        gate.SliceRegression(tolerance=tolerance, min_slice_size=min_slice_size, allow_small_slices=allow_small_slices),
+    ]
+    return gate.run_gate(checks, gate.Evidence(candidate=candidate, baseline=baseline))
+
+
+def failure_table(report: gate.GateReport) -> str:
+    """Markdown table of what failed: one row per failing bucket, plus one for a hash mismatch."""
+    lines = gate.slice_markdown([]).splitlines()  # the header
+    for result in report.failed:
+        rows = [row for row in result.details.get("rows", []) if row["status"] == "fail"]
+        if rows:
+            lines += gate.slice_markdown(rows).splitlines()[2:]
+        elif result.name == gate.EvalSetMatch.name:
+            cells = ["eval_set_hash", result.details.get("baseline"), result.details.get("candidate"), "-",
+                     "must match", result.reason]
+            lines.append("| " + " | ".join(gate.markdown_cell(cell) for cell in cells) + " |")
+        else:  # a check-level failure, e.g. no buckets at all
+            lines.append(f"| ({result.name}) | - | - | - | - | {gate.markdown_cell(result.reason)} |")
+    return "\n".join(lines)
+
+
+def failure_line(report: gate.GateReport, tolerance: float) -> str:
+    """One line saying what failed, above the table."""
+    parts = []
+    for result in report.failed:
+        rows = result.details.get("rows", [])
+        if result.name == gate.SliceRegression.name and rows:
+            failing = sum(row["status"] == "fail" for row in rows)
+            parts.append(f"{failing} of {len(rows)} buckets failed (tolerance {tolerance:g})")
+        elif result.name == gate.EvalSetMatch.name:
+            parts.append("the evaluation sets differ (eval_set_hash)")
+        else:
+            parts.append(result.reason)
+    return "FAIL: " + "; ".join(parts)
+
+
+def summary_line(report: gate.GateReport, baseline: Mapping[str, Any], tolerance: float) -> str:
+    """One line for a passing comparison."""
+    reasons = {result.name: result.reason for result in report.results}
+    where = f"{baseline.get('model', 'baseline')} v{baseline.get('version', '?')}"
+    return (f"PASS: {reasons[gate.SliceRegression.name]} ({where}, tolerance {tolerance:g}); "
+            f"eval set {str(baseline.get('eval_set_hash'))[:19]}...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m scripts.mlops.compare_baseline", description=__doc__.splitlines()[0])
+    parser.add_argument("--candidate", required=True, help="the candidate's evaluation JSON")
+    parser.add_argument("--baseline", required=True, help="the baseline evaluation JSON (eval_baseline.json)")
+    parser.add_argument("--tolerance", type=float, default=gate.DEFAULT_TOLERANCE,
+                        help=f"allowed drop per bucket (default {gate.DEFAULT_TOLERANCE})")
+    parser.add_argument("--min-slice-size", type=int, default=gate.DEFAULT_MIN_SLICE_SIZE,
+                        help=f"buckets with fewer rows fail as too small to judge (default {gate.DEFAULT_MIN_SLICE_SIZE})")
+    parser.add_argument("--allow-small-slices", action="store_true",
+                        help="skip (and report) buckets below the minimum size instead of failing them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        baseline = gate.load_evaluation(args.baseline, "baseline")
+        candidate = gate.load_evaluation(args.candidate, "candidate")
+        report = compare(candidate, baseline, tolerance=args.tolerance, min_slice_size=args.min_slice_size,
+                         allow_small_slices=args.allow_small_slices)
+    except MlopsError as exc:
+        print(f"error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return gate.EXIT_UNUSABLE
+    if report.passed:
+        print(summary_line(report, baseline, args.tolerance))
+        return gate.EXIT_PASS
+    print(failure_line(report, args.tolerance) + "\n")
+    print(failure_table(report))
+    return gate.EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Run ``python -m scripts.mlops serve`` as a child process, from a notebook or a test.
+
+:func:`running_server` starts the server on ``127.0.0.1`` with ``--port 0`` (the system picks
+a free port, the server prints it), waits until ``/health`` answers (polling with a
+deadline, never a fixed sleep), and **always** stops the process afterwards: terminate, then
+kill after a grace period, also when the body raises or start-up fails. A failed start
+raises :class:`~scripts.mlops.errors.MlopsError` with the end of the server's stderr.
+
+The child uses the caller's MLflow tracking and registry URIs (relative ``sqlite:///``
+paths are made absolute), so it serves from the same registry the notebook just wrote to.
+As a safety net for notebook kernels, servers still running when Python exits are stopped
+(``weakref.finalize``), and on Linux a server also receives SIGTERM if its parent dies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from .errors import MlopsError
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_READY_LINE = re.compile(r"^serving (?P<uri>\S+) \(version (?P<version>\d+)\) on (?P<url>http://\S+:(?P<port>\d+))\s*$", re.M)
+_POLL = 0.05
+
+
+@dataclass
+class RunningServer:
+    """A started server. Use :func:`running_server` (a context manager) or :func:`start_server` + ``stop()``."""
+
+    model: str
+    alias: str
+    url: str
+    port: int
+    version: int
+    process: subprocess.Popen[bytes]
+    _finalizer: Any = field(default=None, repr=False)
+
+    def health(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The server's ``/health`` document."""
+        import httpx
+
+        response = httpx.get(f"{self.url}/health", timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def predict(self, records: list[dict[str, Any]], timeout: float = 10.0) -> Any:
+        """POST ``{"records": records}`` to ``/predict``; the ``httpx.Response`` (any status)."""
+        import httpx
+
+        return httpx.post(f"{self.url}/predict", json={"records": records}, timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """Stop the server (terminate, then kill after ``grace`` seconds); its exit code."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return _stop(self.process, grace)
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
+    if process.poll() is None:
+        try:
+            process.terminate()
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace)
+        except ProcessLookupError:  # pragma: no cover - exited in between
+            pass
+    return process.returncode
+
+
+def child_tracking_env() -> dict[str, str]:
+    """``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI`` of this process, usable from any folder."""
+    import mlflow
+
+    return {
+        "MLFLOW_TRACKING_URI": _absolute(mlflow.get_tracking_uri()),
+        "MLFLOW_REGISTRY_URI": _absolute(mlflow.get_registry_uri()),
+    }
+
+
+def _absolute(uri: str) -> str:
+    """``sqlite:///relative/x.db`` -> ``sqlite:////abs/relative/x.db`` (other URIs unchanged)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _death_signal_hook() -> Callable[[], None] | None:
+    """On Linux, a function that makes the child get SIGTERM when its parent thread dies.
+
+    libc is loaded here, in the parent: the hook runs between fork and exec, where importing
+    or loading anything could deadlock a multi-threaded parent such as a notebook kernel.
+    Caveat: the signal follows the *thread* that started the server, so start servers from
+    the main thread (notebook cells and tests do).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return hook
+
+
+def start_server(
+    model: str,
+    alias: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 60.0,
+    python: str = sys.executable,
+) -> RunningServer:
+    """Start a server for ``models:/model@alias`` and wait until it is healthy; prefer :func:`running_server`.
+
+    ``env`` adds to (or overrides) this process's environment; the tracking URIs default to
+    this process's. ``cwd`` defaults to the current folder. Raises :class:`MlopsError` with
+    the server's stderr if it exits or is not healthy within ``timeout`` seconds.
+    """
+    from .workspace import active
+
+    child_env = {**os.environ, **child_tracking_env(), **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    child_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    child_env["PYTHONUNBUFFERED"] = "1"
+    workspace = active()
+    command = [python, "-m", "scripts.mlops"]
+    if workspace is not None:
+        command += ["--workspace", workspace.name]
+    command += ["serve", "--model", model, "--alias", alias, "--host", HOST, "--port", "0"]
+
+    logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    out_path, err_path = logs / "stdout.log", logs / "stderr.log"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=str(cwd) if cwd is not None else None,
+            env=child_env,
+            preexec_fn=_death_signal_hook(),
+        )
+    # Safety net: stop the server when Python exits (or this object is collected) without stop().
+    finalizer = weakref.finalize(process, _stop, process, 2.0)
+    try:
+        server = _wait_until_healthy(process, model, alias, out_path, err_path, timeout)
+    except BaseException:
+        finalizer()
+        shutil.rmtree(logs, ignore_errors=True)
+        raise
+    server._finalizer = finalizer
+    weakref.finalize(server, shutil.rmtree, logs, True)
+    return server
+
+
+def _wait_until_healthy(
+    process: subprocess.Popen[bytes],
+    model: str,
+    alias: str,
+    out_path: Path,
+    err_path: Path,
+    timeout: float,
+) -> RunningServer:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    server: RunningServer | None = None
+
+    def failure(what: str) -> MlopsError:
+        tail = _tail(err_path) or "(no output on stderr)"
+        return MlopsError(
+            f"the server for models:/{model}@{alias} {what}. Its stderr ended with:\n{tail}",
+            "read the server's error above; `python -m scripts.mlops serve --model "
+            f"{model} --alias {alias} --port 0` shows the same in a terminal.",
+        )
+
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise failure(f"exited with status {process.returncode} before it became healthy")
+        if server is None:
+            match = _READY_LINE.search(out_path.read_text(errors="replace"))
+            if match is not None:
+                server = RunningServer(
+                    model, alias, match["url"], int(match["port"]), int(match["version"]), process
+                )
+        if server is not None:
+            try:
+                if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass  # not accepting yet: retry until the deadline
+        time.sleep(_POLL)
+    raise failure(f"was not healthy within {timeout:.0f} s")
+
+
+@contextmanager
+def running_server(
+    model: str,
+    alias: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 60.0,
+) -> Iterator[RunningServer]:
+    """Serve ``models:/model@alias`` on 127.0.0.1 for the duration of a ``with`` block.
+
+    >>> with running_server("churn-classifier", "production") as server:   # doctest: +SKIP
+    ...     server.health()["version"]
+    """
+    server = start_server(model, alias, env=env, cwd=cwd, timeout=timeout)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,205 @@
+"""Serving a registry alias over HTTP (scripts.mlops.serve) and running servers (scripts.mlops.server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import pytest
+
+from scripts.mlops import cli, data, promotion, serve, workspace
+from scripts.mlops.errors import MlopsError, RegistryError
+from scripts.mlops.server import running_server
+from scripts.mlops.train import TrainConfig, train_and_log
+
+MODEL = "churn-classifier"
+
+
+@pytest.fixture(scope="module")
+def registry_ws(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """A module-wide workspace: version 1 (seed 42) @staging, version 2 (seed 7) @production."""
+    root = tmp_path_factory.mktemp("serve")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
+        ws = workspace.open_workspace("serve")
+        first = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg", seed=42), register=MODEL)
+        second = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg", seed=7), register=MODEL)
+        promotion.promote(MODEL, 1, "staging", actor="test")
+        promotion.promote(MODEL, 2, "production", actor="test")
+        yield {"root": root, "ws": ws, "runs": {1: first.run_id, 2: second.run_id}}
+
+
+@pytest.fixture(autouse=True)
+def _in_workspace(registry_ws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = registry_ws["ws"]
+    monkeypatch.chdir(registry_ws["root"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(workspace, "_active", ws)
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_registry_uri(ws.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def records(datasets: dict[str, Path]) -> list[dict[str, Any]]:
+    """Three valid records from the evaluation set, as JSON-ready dicts."""
+    frame = data.features(data.load(datasets["eval"])).head(3)
+    return json.loads(frame.to_json(orient="records"))
+
+
+@pytest.fixture(scope="module")
+def staging_client(registry_ws: dict[str, Any]) -> Any:
+    from fastapi.testclient import TestClient
+
+    mlflow.set_tracking_uri(registry_ws["ws"].tracking_uri)
+    mlflow.set_registry_uri(registry_ws["ws"].tracking_uri)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(registry_ws["root"])
+        app = serve.create_app(MODEL, "staging")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_health_reports_the_loaded_version(staging_client: Any, registry_ws: dict[str, Any]) -> None:
+    response = staging_client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model": MODEL,
+        "alias": "staging",
+        "version": 1,
+        "run_id": registry_ws["runs"][1],
+        "model_uri": f"models:/{MODEL}/1",
+    }
+
+
+def test_predict_matches_the_registered_model(staging_client: Any, records: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    response = staging_client.post("/predict", json={"records": records})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["model"], body["alias"], body["version"]) == (MODEL, "staging", 1)
+    expected = mlflow.pyfunc.load_model(f"models:/{MODEL}/1").predict(pd.DataFrame(records)[list(data.FEATURES)])
+    assert body["predictions"] == list(expected)
+    assert set(body["predictions"]) <= set(data.LABELS)
+
+
+def _record(records: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    record = {**records[0], **changes}
+    return {key: value for key, value in record.items() if value is not _DROP}
+
+
+_DROP = object()
+
+# (name, body builder, expected status, text that must appear in the error)
+BAD_BODIES: list[tuple[str, Any, int, str]] = [
+    ("not json", lambda r: b"{records: nope", 400, "not valid JSON"),
+    ("empty object", lambda r: {}, 422, "records: required field is missing"),
+    ("empty list", lambda r: {"records": []}, 422, "records: List should have at least 1 item"),
+    ("records not a list", lambda r: {"records": r[0]}, 422, "records: Input should be a valid list"),
+    ("body is a list", lambda r: [r[0]], 422, "body: Input should be a valid dictionary"),
+    ("missing field", lambda r: {"records": [_record(r, region=_DROP)]}, 422, "records[0].region: required field is missing"),
+    ("extra field", lambda r: {"records": [_record(r, favourite_colour="red")]}, 422, "records[0].favourite_colour: unknown field"),
+    ("number as string", lambda r: {"records": [_record(r, tenure_months="12")]}, 422, "records[0].tenure_months: Input should be a valid number"),
+    ("null number", lambda r: {"records": [r[0], _record(r, monthly_charges=None)]}, 422, "records[1].monthly_charges"),
+    ("boolean number", lambda r: {"records": [_record(r, support_calls_90d=True)]}, 422, "records[0].support_calls_90d"),
+    ("category as number", lambda r: {"records": [_record(r, contract=2)]}, 422, "records[0].contract"),
+    ("unknown category", lambda r: {"records": [_record(r, region="mars")]}, 422, "records[0].region: Input should be 'north', 'south', 'east' or 'west'"),
+    ("extra top-level key", lambda r: {"records": r, "debug": True}, 422, "debug: unknown field"),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "status", "text"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES])
+def test_bad_input_is_a_4xx_naming_the_field_and_the_server_keeps_serving(
+    staging_client: Any, records: list[dict[str, Any]], name: str, build: Any, status: int, text: str
+) -> None:
+    body = build(records)
+    if isinstance(body, bytes):
+        response = staging_client.post("/predict", content=body, headers={"content-type": "application/json"})
+    else:
+        response = staging_client.post("/predict", json=body)
+
+    assert response.status_code == status, response.text
+    assert text in response.json()["error"] + " " + json.dumps(response.json()["problems"])
+    assert staging_client.get("/health").json()["status"] == "ok"
+    assert staging_client.post("/predict", json={"records": records[:1]}).status_code == 200
+
+
+def test_unset_alias_refuses_to_start_with_the_command_that_sets_it() -> None:
+    with pytest.raises(RegistryError) as excinfo:
+        serve.create_app(MODEL, "canary")
+    assert "no alias 'canary'" in excinfo.value.problem
+    assert f"python -m scripts.mlops promote --model {MODEL} --version N --alias canary" in str(excinfo.value.fix)
+
+
+def test_cli_serve_with_unset_alias_exits_1_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--workspace", "serve", "serve", "--model", MODEL, "--alias", "canary", "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: cannot serve churn-classifier@canary") and "Traceback" not in err
+    assert "fix: point the alias at a version first: `python -m scripts.mlops promote" in err
+
+
+def test_cli_serve_unknown_model_lists_known_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--workspace", "serve", "serve", "--model", "nope", "--alias", "staging", "--port", "0"]) == 1
+    assert "registered models: ['churn-classifier']" in capsys.readouterr().err
+
+
+def test_port_in_use_is_an_error_with_a_fix() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(MlopsError, match="cannot listen on 127.0.0.1") as excinfo:
+            serve._bind("127.0.0.1", busy.getsockname()[1]).close()
+    assert "--port 0" in str(excinfo.value.fix)
+
+
+@pytest.mark.slow
+def test_staging_and_production_side_by_side(registry_ws: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    with running_server(MODEL, "staging") as staging, running_server(MODEL, "production") as production:
+        assert staging.url.startswith("http://127.0.0.1:") and production.url.startswith("http://127.0.0.1:")
+        assert staging.port != production.port
+        assert (staging.health()["version"], staging.health()["run_id"]) == (1, registry_ws["runs"][1])
+        assert (production.health()["version"], production.health()["run_id"]) == (2, registry_ws["runs"][2])
+        for server, version in ((staging, 1), (production, 2)):
+            response = server.predict(records)
+            assert response.status_code == 200 and response.json()["version"] == version
+            assert len(response.json()["predictions"]) == len(records)
+            assert server.predict([]).status_code == 422
+            assert server.health()["status"] == "ok"
+        processes = (staging.process, production.process)
+    assert all(process.poll() is not None for process in processes)
+
+
+@pytest.mark.slow
+def test_moving_the_alias_and_restarting_serves_the_new_version(registry_ws: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError, match="body failed"):
+        with running_server(MODEL, "production") as before:
+            assert before.health()["version"] == 2
+            raise RuntimeError("body failed")
+    assert before.process.poll() is not None  # stopped although the body raised
+
+    promotion.promote(MODEL, 1, "production", actor="test", reason="restart test")
+    try:
+        with running_server(MODEL, "production") as after:
+            assert after.health()["version"] == 1
+            assert after.health()["run_id"] == registry_ws["runs"][1]
+    finally:
+        promotion.rollback(MODEL, "production", actor="test")
+    assert after.process.poll() is not None
+
+
+@pytest.mark.slow
+def test_running_server_reports_startup_failure_with_the_servers_stderr() -> None:
+    with pytest.raises(MlopsError) as excinfo:
+        with running_server(MODEL, "canary", timeout=60):
+            pytest.fail("a server without its alias must not start")
+    message = str(excinfo.value)
+    assert "exited with status 1" in message
+    assert "no alias 'canary'" in message and f"promote --model {MODEL} --version N --alias canary" in message
