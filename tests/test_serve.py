@@ -11,7 +11,7 @@ import pytest
 
 from scripts.mlops import cli, data, promotion, serve, workspace
 from scripts.mlops.errors import MlopsError, RegistryError
-from scripts.mlops.server import running_server
+from scripts.mlops.server import running_server, running_servers
 from scripts.mlops.train import TrainConfig, train_and_log
 
 MODEL = "churn-classifier"
@@ -162,7 +162,8 @@ def test_port_in_use_is_an_error_with_a_fix() -> None:
 
 @pytest.mark.slow
 def test_staging_and_production_side_by_side(registry_ws: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    with running_server(MODEL, "staging") as staging, running_server(MODEL, "production") as production:
+    with running_servers(MODEL, ["staging", "production"]) as servers:
+        staging, production = servers["staging"], servers["production"]
         assert staging.url.startswith("http://127.0.0.1:") and production.url.startswith("http://127.0.0.1:")
         assert staging.port != production.port
         assert (staging.health()["version"], staging.health()["run_id"]) == (1, registry_ws["runs"][1])

@@ -20,6 +20,7 @@ lines; the student version replaces it with a line that raises ``NotImplementedE
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,28 @@ def sha256(text: str) -> str:
 
 
 def read(path: str | Path) -> nbformat.NotebookNode:
-    """Read a notebook as nbformat 4 (ids are added by nbformat when missing)."""
-    return nbformat.read(str(path), as_version=4)
+    """Read a reference notebook, refusing missing or duplicate cell ids.
+
+    nbformat silently replaces missing and duplicate ids with random ones, which would make
+    every generated manifest different; so the ids are checked on the raw JSON first.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AuthoringError(path, [f"not valid JSON: {exc}"]) from None
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, cell in enumerate(raw.get("cells", [])):
+        cell_id = cell.get("id")
+        if not cell_id:
+            problems.append(f"cell {index} has no id; save the notebook with nbformat >= 4.5")
+        elif cell_id in seen:
+            problems.append(f"cell {index}: duplicate cell id {cell_id!r}")
+        seen.add(str(cell_id))
+    if problems:
+        raise AuthoringError(path, problems)
+    return nbformat.reads(text, as_version=4)
 
 
 def stub_source(source: str, exercise_id: str) -> str:

@@ -339,9 +339,11 @@ class SliceRegression:
         row: dict[str, Any] = {"slice": name, "status": "fail", "baseline": None, "candidate": None, "drop": None,
                                "tolerance": self.tolerance, "n": None, "reason": ""}
         if base is None:
+            row["candidate"] = cand.get(self.metric) if isinstance(cand, Mapping) else None
             row["reason"] = "slice has no baseline to compare against"
             return row
         if cand is None:
+            row["baseline"] = base.get(self.metric) if isinstance(base, Mapping) else None
             row["reason"] = "slice is missing from the candidate evaluation"
             return row
         if not isinstance(base, Mapping) or not isinstance(cand, Mapping):
@@ -595,7 +597,7 @@ def slice_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| bucket | baseline | candidate | drop | tolerance | why |", "|---|---|---|---|---|---|"]
     for row in rows:
         cells = [row["slice"], _fmt(row.get("baseline")), _fmt(row.get("candidate")),
-                 _fmt(row.get("drop"), signed=True), f"{row.get('tolerance'):g}", row.get("reason", "")]
+                 "-" if row.get("drop") is None else _fmt(row["drop"], signed=True), f"{row.get('tolerance'):g}", row.get("reason", "")]
         lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
     return "\n".join(lines)
 

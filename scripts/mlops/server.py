@@ -1,6 +1,7 @@
 """Run ``python -m scripts.mlops serve`` as a child process, from a notebook or a test.
 
-:func:`running_server` starts the server on ``127.0.0.1`` with ``--port 0`` (the system picks
+:func:`running_server` (one alias) and :func:`running_servers` (several, started in
+parallel) start the server on ``127.0.0.1`` with ``--port 0`` (the system picks
 a free port, the server prints it), waits until ``/health`` answers (polling with a
 deadline, never a fixed sleep), and **always** stops the process afterwards: terminate, then
 kill after a grace period, also when the body raises or start-up fails. A failed start
@@ -26,7 +27,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .errors import MlopsError
 
@@ -136,6 +137,69 @@ def _death_signal_hook() -> Callable[[], None] | None:
     return hook
 
 
+@dataclass
+class _Launch:
+    """A server process that was started but is not known to be healthy yet."""
+
+    model: str
+    alias: str
+    process: subprocess.Popen[bytes]
+    logs: Path
+    finalizer: Any
+
+    def abort(self) -> None:
+        self.finalizer()  # stops the process (once)
+        shutil.rmtree(self.logs, ignore_errors=True)
+
+
+def _launch(
+    model: str,
+    alias: str,
+    env: Mapping[str, str] | None,
+    cwd: str | Path | None,
+    python: str,
+) -> _Launch:
+    from .workspace import active
+
+    child_env = {**os.environ, **child_tracking_env(), **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    child_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    child_env["PYTHONUNBUFFERED"] = "1"
+    workspace = active()
+    command = [python, "-m", "scripts.mlops"]
+    if workspace is not None:  # the server opens the same workspace folder (the URI comes from env)
+        command += ["--workspace", workspace.name]
+    command += ["serve", "--model", model, "--alias", alias, "--host", HOST, "--port", "0"]
+
+    logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    with (logs / "stdout.log").open("wb") as out, (logs / "stderr.log").open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=str(cwd) if cwd is not None else None,
+            env=child_env,
+            preexec_fn=_death_signal_hook(),
+        )
+    # Safety net: stop the server when Python exits without stop() (e.g. a notebook kernel).
+    finalizer = weakref.finalize(process, _stop, process, 2.0)
+    return _Launch(model, alias, process, logs, finalizer)
+
+
+def _await(launch: _Launch, timeout: float) -> RunningServer:
+    try:
+        server = _wait_until_healthy(
+            launch.process, launch.model, launch.alias, launch.logs / "stdout.log", launch.logs / "stderr.log", timeout
+        )
+    except BaseException:
+        launch.abort()
+        raise
+    server._finalizer = launch.finalizer
+    weakref.finalize(server, shutil.rmtree, launch.logs, True)
+    return server
+
+
 def start_server(
     model: str,
     alias: str,
@@ -149,43 +213,10 @@ def start_server(
 
     ``env`` adds to (or overrides) this process's environment; the tracking URIs default to
     this process's. ``cwd`` defaults to the current folder. Raises :class:`MlopsError` with
-    the server's stderr if it exits or is not healthy within ``timeout`` seconds.
+    the server's stderr if it exits or is not healthy within ``timeout`` seconds. Call
+    ``stop()`` on the result when done.
     """
-    from .workspace import active
-
-    child_env = {**os.environ, **child_tracking_env(), **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
-    child_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    child_env["PYTHONUNBUFFERED"] = "1"
-    workspace = active()
-    command = [python, "-m", "scripts.mlops"]
-    if workspace is not None:
-        command += ["--workspace", workspace.name]
-    command += ["serve", "--model", model, "--alias", alias, "--host", HOST, "--port", "0"]
-
-    logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
-    out_path, err_path = logs / "stdout.log", logs / "stderr.log"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            cwd=str(cwd) if cwd is not None else None,
-            env=child_env,
-            preexec_fn=_death_signal_hook(),
-        )
-    # Safety net: stop the server when Python exits (or this object is collected) without stop().
-    finalizer = weakref.finalize(process, _stop, process, 2.0)
-    try:
-        server = _wait_until_healthy(process, model, alias, out_path, err_path, timeout)
-    except BaseException:
-        finalizer()
-        shutil.rmtree(logs, ignore_errors=True)
-        raise
-    server._finalizer = finalizer
-    weakref.finalize(server, shutil.rmtree, logs, True)
-    return server
+    return _await(_launch(model, alias, env, cwd, python), timeout)
 
 
 def _wait_until_healthy(
@@ -247,3 +278,33 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def running_servers(
+    model: str,
+    aliases: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 60.0,
+) -> Iterator[dict[str, RunningServer]]:
+    """Serve several aliases of ``model`` side by side, started in parallel; ``{alias: server}``.
+
+    All servers are stopped when the block ends; if one fails to start, the others are stopped too.
+    """
+    launches: list[_Launch] = []
+    servers: dict[str, RunningServer] = {}
+    try:
+        for alias in aliases:
+            launches.append(_launch(model, alias, env, cwd, sys.executable))
+        deadline = time.monotonic() + timeout
+        for launch in launches:
+            servers[launch.alias] = _await(launch, max(deadline - time.monotonic(), 1.0))
+        yield servers
+    finally:
+        for launch in launches:
+            if launch.alias in servers:
+                servers[launch.alias].stop()
+            else:
+                launch.abort()

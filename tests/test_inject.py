@@ -1,0 +1,209 @@
+"""Regression injection: deterministic corruption, and every catalogue entry gets its expected verdict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scripts.mlops import baseline_refresh, cli, data, gate, inject
+from scripts.mlops.errors import MlopsError
+from scripts.mlops.workspace import open_workspace
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_URI = "models:/churn-classifier/1"
+TOLERANCE = inject.CATALOGUE_POLICY["tolerance"]
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def test_corruption_is_seeded_per_row_and_confined_to_the_slice(datasets: dict[str, Path]) -> None:
+    frame = data.features(data.load(datasets["v1"]))
+    mask = inject.corrupted_rows(frame, "enterprise", 0.2, seed=0)
+    enterprise = (frame[data.SEGMENT] == "enterprise").to_numpy()
+    assert not mask[~enterprise].any()
+    assert mask[enterprise].mean() == pytest.approx(0.2, abs=0.04)  # ~600 enterprise rows
+    np.testing.assert_array_equal(mask, inject.corrupted_rows(frame, "enterprise", 0.2, seed=0))
+    assert not np.array_equal(mask, inject.corrupted_rows(frame, "enterprise", 0.2, seed=1))
+    # a row's fate does not depend on the batch it arrives in, its position, or int-vs-float input
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    np.testing.assert_array_equal(inject.corrupted_rows(shuffled, "enterprise", 0.2, 0), mask[shuffled.index])
+    row = frame.index[np.flatnonzero(mask)[0]]
+    single = frame.loc[[row]].astype({column: "int64" for column in ("tenure_months", "support_calls_90d")})
+    assert inject.corrupted_rows(single, "enterprise", 0.2, 0).tolist() == [True]
+    with pytest.raises(MlopsError, match="no 'segment' column"):
+        inject.corrupted_rows(frame.drop(columns=[data.SEGMENT]), "enterprise", 0.2, 0)
+
+
+def test_flip_labels_swaps_only_the_two_churn_labels() -> None:
+    assert inject.flip_labels(["no", "yes", "maybe"]).tolist() == ["yes", "no", "maybe"]
+
+
+def test_noisy_labels_only_relabel_churners(datasets: dict[str, Path]) -> None:
+    frame = data.load(datasets["v1"])
+    noisy = inject.noisy_labels(frame, 0.3, seed=0)
+    changed = noisy[data.LABEL] != frame[data.LABEL]
+    assert set(frame.loc[changed, data.LABEL]) == {"yes"} and set(noisy.loc[changed, data.LABEL]) == {"no"}
+    churners = (frame[data.LABEL] == "yes").sum()
+    assert changed.sum() / churners == pytest.approx(0.3, abs=0.04)
+    pd.testing.assert_frame_equal(noisy, inject.noisy_labels(frame, 0.3, seed=0))
+    symmetric = inject.noisy_labels(frame, 0.1, seed=0, flip_from=None)
+    assert set(frame.loc[symmetric[data.LABEL] != frame[data.LABEL], data.LABEL]) == {"no", "yes"}
+    for fraction in (0, 1.5, float("nan")):
+        with pytest.raises(MlopsError, match="fraction must be in"):
+            inject.noisy_labels(frame, fraction, seed=0)
+
+
+def test_importing_the_modules_does_not_import_mlflow() -> None:
+    code = "import sys, scripts.mlops.inject, scripts.mlops.gate, scripts.mlops.compare_baseline; " \
+           "print('mlflow' in sys.modules, 'pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+# ----------------------------------------------------------------------------- the catalogue as data
+
+
+def test_catalogue_is_data_and_every_check_is_seen_failing() -> None:
+    names = [injection.name for injection in inject.CATALOGUE]
+    assert len(names) == len(set(names))
+    check_names = {check.name for check in inject.catalogue_checks()}
+    expected = set().union(*(injection.expected_failures for injection in inject.CATALOGUE))
+    assert expected == check_names  # each check has an injection that must trip it
+    assert inject.by_name("identity_wrapper").expected_failures == frozenset()  # and a control that must pass
+    assert all(injection.description for injection in inject.CATALOGUE)
+    with pytest.raises(MlopsError, match="no injection named 'nope'"):
+        inject.by_name("nope")
+
+
+# ----------------------------------------------------------------------------- against a real registry
+
+
+@dataclass(frozen=True)
+class Production:
+    root: Path
+    baseline: Path
+    datasets: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
+    """churn-classifier v1 @production and its baseline, built by the baseline refresh recipe."""
+    root = tmp_path_factory.mktemp("inject-ws")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLOPS_WORKSPACE_ROOT", str(root))
+        baseline = baseline_refresh.regenerate(root / "eval_baseline.json")
+    folder = root / baseline_refresh.WORKSPACE / "data"
+    return Production(root, baseline, {name: folder / filename for name, filename in data.FILENAMES.items()})
+
+
+@pytest.fixture
+def prod(production: Production, monkeypatch: pytest.MonkeyPatch) -> Iterator[Production]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", str(production.root))
+    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
+    yield production
+
+
+@pytest.fixture(scope="module")
+def outcomes(production: Production, tmp_path_factory: pytest.TempPathFactory) -> dict[str, gate.GateReport]:
+    """Every catalogue injection built once and put through the catalogue's gate policy."""
+    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
+    ctx = inject.InjectionContext(BASE_URI, "churn-classifier", production.datasets,
+                                  tmp_path_factory.mktemp("scratch"))
+    baseline = gate.load_evaluation(production.baseline)
+    return {injection.name: injection.run(ctx, baseline)[1] for injection in inject.CATALOGUE}
+
+
+@pytest.mark.parametrize("name", [injection.name for injection in inject.CATALOGUE])
+def test_each_injection_gets_its_expected_verdict(outcomes: dict[str, gate.GateReport], name: str) -> None:
+    report = outcomes[name]
+    assert report.failed_names() == inject.by_name(name).expected_failures, report.to_markdown()
+    assert report.passed is (not inject.by_name(name).expected_failures)
+
+
+def test_lab_candidate_hides_a_slice_regression_inside_a_flat_aggregate(
+    outcomes: dict[str, gate.GateReport], production: Production
+) -> None:
+    baseline = gate.load_evaluation(production.baseline)
+    report = outcomes["slice_corruption"]
+    overall = report["metric_floor"].details["value"]
+    assert abs(baseline["overall"]["accuracy"] - overall) <= 0.01  # within one point overall...
+    rows = {row["slice"]: row for row in report["slice_regression"].details["rows"]}
+    assert rows[inject.LAB_SLICE]["drop"] > TOLERANCE  # ...while the smallest slice drops past the tolerance
+    assert all(row["drop"] == 0 for name, row in rows.items() if name != inject.LAB_SLICE)
+    assert rows[inject.LAB_SLICE]["n"] == min(row["n"] for row in rows.values())  # the smallest slice
+
+
+def test_inject_command_registers_a_deterministic_corruption(prod: Production,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import mlflow
+
+    status = cli.main(["--workspace", baseline_refresh.WORKSPACE, "inject", "--base", BASE_URI, "--slice",
+                       "enterprise", "--fraction", "0.2", "--register", "churn-classifier"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    uri = printed.split()[1].rstrip(":")
+    assert uri.startswith("models:/churn-classifier/") and "~20% of 'enterprise' rows" in printed
+
+    frame = data.features(data.load(prod.datasets["eval"]))
+    corrupted = np.asarray(mlflow.pyfunc.load_model(uri).predict(frame), dtype=object)
+    clean = np.asarray(mlflow.pyfunc.load_model(BASE_URI).predict(frame), dtype=object)
+    expected = inject.corrupted_rows(frame, "enterprise", 0.2, seed=0)
+    np.testing.assert_array_equal(corrupted != clean, expected)
+    row = np.flatnonzero(expected)[0]  # one record alone is corrupted exactly as in the batch
+    assert mlflow.pyfunc.load_model(uri).predict(frame.iloc[[row]])[0] == corrupted[row]
+
+    # A fresh interpreter (as in CI) loads the pickled wrapper and the gate fails it.
+    env = {**os.environ, "MLOPS_WORKSPACE_ROOT": str(prod.root)}
+    gate_run = subprocess.run(
+        [sys.executable, "-m", "scripts.mlops", "--workspace", baseline_refresh.WORKSPACE, "gate", "--candidate-uri",
+         uri, "--baseline", str(prod.baseline), "--data", str(prod.datasets["eval"]), "--latency-calls", "10"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert gate_run.returncode == 2, gate_run.stderr
+    assert "Gate FAILED: 1 of 6 checks failed (slice_regression)." in gate_run.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--slice", "martians"], "unknown slice 'martians'"), (["--fraction", "1.5"], "fraction must be in (0, 1]"),
+     (["--seed", "-1"], "seed must be a whole number"), (["--base", "models:/churn-classifier/42"], "no version 42")],
+)
+def test_inject_command_refuses_bad_input(prod: Production, capsys: pytest.CaptureFixture[str], args: list[str],
+                                          message: str) -> None:
+    argv = {"--base": BASE_URI, "--slice": "enterprise", "--fraction": "0.15", "--seed": "0"}
+    argv.update(dict(zip(args[::2], args[1::2])))
+    flat = [item for pair in argv.items() for item in pair]
+    assert cli.main(["--workspace", baseline_refresh.WORKSPACE, "inject", *flat, "--register", "x"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "fix:" in err
+
+
+def test_threshold_shift_needs_a_scikit_learn_base(prod: Production, outcomes: dict[str, gate.GateReport]) -> None:
+    import mlflow
+
+    from scripts.mlops import registry
+
+    wrapped = next(info for info in registry.versions("churn-classifier")
+                   if "sklearn" not in mlflow.models.get_model_info(info.uri).flavors)  # e.g. the identity wrapper
+    with pytest.raises(MlopsError, match="needs a scikit-learn base model"):
+        inject.register_wrapper(inject.ThresholdShift(0.6), wrapped.uri, register="churn-classifier")
+    with pytest.raises(MlopsError, match="threshold must be in"):
+        inject.ThresholdShift(1.5)
+
+
+def test_injections_command_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["injections"]) == 0
+    out = capsys.readouterr().out
+    for injection in inject.CATALOGUE:
+        assert injection.name in out
+    assert "label_rename         fails: label_coverage, metric_floor, slice_regression" in out
