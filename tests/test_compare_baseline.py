@@ -51,8 +51,8 @@ def test_passing_candidate_prints_one_summary_line(write, capsys: pytest.Capture
     candidate = write("c.json", document({**BASE, "student": 0.7100, "consumer": 0.9}))
     assert run(candidate, baseline) == 0
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("PASS: all 4 slices within 0.02 of the baseline")
-    assert "largest drop: student +0.0192" in out and "churn-classifier v1" in out
+    assert out.count("\n") == 1
+    assert out.startswith("PASS: all 4 buckets within 0.02 of churn-classifier v1 (largest drop: student +0.0192)")
 
 
 def test_failing_bucket_prints_a_markdown_table_and_exits_2(write, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,6 +104,10 @@ def test_small_buckets_fail_unless_allowed(write, capsys: pytest.CaptureFixture[
     assert run(baseline, baseline) == 2
     assert "too small to judge" in capsys.readouterr().out
     assert run(baseline, baseline, "--min-slice-size", "10") == 0
+    mixed = document(BASE)
+    mixed["buckets"]["pets"] = {"accuracy": 1.0, "n": 3}
+    assert run(write("m.json", mixed), write("m.json", mixed), "--allow-small-slices") == 0
+    assert capsys.readouterr().out.rstrip().endswith("; skipped as too small: pets (n=3)")
     assert run(baseline, baseline, "--allow-small-slices") == 2  # every bucket skipped: nothing was compared
 
 

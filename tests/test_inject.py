@@ -206,4 +206,5 @@ def test_injections_command_lists_the_catalogue(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     for injection in inject.CATALOGUE:
         assert injection.name in out
-    assert "label_rename         fails: label_coverage, metric_floor, slice_regression" in out
+    assert "label_rename         must fail: label_coverage, metric_floor, slice_regression" in out
+    assert "identity_wrapper     must pass every check" in out

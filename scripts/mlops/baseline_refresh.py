@@ -64,7 +64,8 @@ def regenerate(out: str | Path = BASELINE_PATH) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.mlops.baseline_refresh", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.mlops.baseline_refresh",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(BASELINE_PATH), help="where to write (default: the committed file)")
     parser.add_argument("--check", action="store_true", help="only compare with --out; exit 1 if it would change")
     args = parser.parse_args(argv)

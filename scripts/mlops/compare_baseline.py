@@ -56,7 +56,7 @@ def failure_table(report: gate.GateReport) -> str:
             lines += gate.slice_markdown(rows).splitlines()[2:]
         elif result.name == gate.EvalSetMatch.name:
             cells = ["eval_set_hash", result.details.get("baseline"), result.details.get("candidate"), "-",
-                     "must match", result.reason]
+                     "must match", "different evaluation sets: the numbers are not comparable"]
             lines.append("| " + " | ".join(gate.markdown_cell(cell) for cell in cells) + " |")
         else:  # a check-level failure, e.g. no buckets at all
             lines.append(f"| ({result.name}) | - | - | - | - | {gate.markdown_cell(result.reason)} |")
@@ -80,10 +80,14 @@ def failure_line(report: gate.GateReport, tolerance: float) -> str:
 
 def summary_line(report: gate.GateReport, baseline: Mapping[str, Any], tolerance: float) -> str:
     """One line for a passing comparison."""
-    reasons = {result.name: result.reason for result in report.results}
-    where = f"{baseline.get('model', 'baseline')} v{baseline.get('version', '?')}"
-    return (f"PASS: {reasons[gate.SliceRegression.name]} ({where}, tolerance {tolerance:g}); "
+    rows = report[gate.SliceRegression.name].details["rows"]
+    compared = [row for row in rows if row["status"] == "pass"]
+    worst = max(compared, key=lambda row: row["drop"])
+    line = (f"PASS: all {len(compared)} buckets within {tolerance:g} of {baseline.get('model', 'the baseline')} "
+            f"v{baseline.get('version', '?')} (largest drop: {worst['slice']} {worst['drop']:+.4f}); "
             f"eval set {str(baseline.get('eval_set_hash'))[:19]}...")
+    skipped = [f"{row['slice']} (n={row['n']})" for row in rows if row["status"] == "skipped"]
+    return line + (f"; skipped as too small: {', '.join(skipped)}" if skipped else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", type=float, default=gate.DEFAULT_TOLERANCE,
                         help=f"allowed drop per bucket (default {gate.DEFAULT_TOLERANCE})")
     parser.add_argument("--min-slice-size", type=int, default=gate.DEFAULT_MIN_SLICE_SIZE,
-                        help=f"buckets with fewer rows fail as too small to judge (default {gate.DEFAULT_MIN_SLICE_SIZE})")
+                        help="buckets with fewer rows fail as too small to judge "
+                        f"(default {gate.DEFAULT_MIN_SLICE_SIZE})")
     parser.add_argument("--allow-small-slices", action="store_true",
                         help="skip (and report) buckets below the minimum size instead of failing them")
     return parser

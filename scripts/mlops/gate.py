@@ -316,7 +316,8 @@ class SliceRegression:
         if not base:
             return CheckResult(self.name, False, "the baseline has no slices, so there is nothing to compare against")
         if not cand:
-            return CheckResult(self.name, False, "the candidate evaluation has no slices: was the evaluation set empty?")
+            return CheckResult(self.name, False,
+                               "the candidate evaluation has no slices: was the evaluation set empty?")
         rows = [self._compare(str(name), base.get(name), cand.get(name)) for name in sorted(set(base) | set(cand))]
         failing = [row for row in rows if row["status"] == "fail"]
         skipped = [row for row in rows if row["status"] == "skipped"]
@@ -528,11 +529,11 @@ class LatencyBudget:
         p50, p95 = (float(np.percentile(timings, q)) for q in (50, 95))
         details = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "max_ms": round(max(timings), 2),
                    "calls": self.calls, "budget_ms": self.budget_ms}
+        measured, calls = f"p95 latency {p95:.1f} ms", f"({self.calls} single-record calls)"
         if p95 > self.budget_ms:
-            return CheckResult(self.name, False, f"p95 latency {p95:.1f} ms exceeds the budget of {self.budget_ms:g} ms "
-                               f"({self.calls} single-record calls)", details)
-        return CheckResult(self.name, True, f"p95 latency {p95:.1f} ms within {self.budget_ms:g} ms "
-                           f"({self.calls} single-record calls)", details)
+            reason = f"{measured} exceeds the budget of {self.budget_ms:g} ms {calls}"
+            return CheckResult(self.name, False, reason, details)
+        return CheckResult(self.name, True, f"{measured} within {self.budget_ms:g} ms {calls}", details)
 
 
 def default_checks(
@@ -596,8 +597,9 @@ def slice_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of per-slice comparison rows (baseline, candidate, drop, tolerance)."""
     lines = ["| bucket | baseline | candidate | drop | tolerance | why |", "|---|---|---|---|---|---|"]
     for row in rows:
-        cells = [row["slice"], _fmt(row.get("baseline")), _fmt(row.get("candidate")),
-                 "-" if row.get("drop") is None else _fmt(row["drop"], signed=True), f"{row.get('tolerance'):g}", row.get("reason", "")]
+        drop = "-" if row.get("drop") is None else _fmt(row["drop"], signed=True)
+        cells = [row["slice"], _fmt(row.get("baseline")), _fmt(row.get("candidate")), drop,
+                 f"{row.get('tolerance'):g}", row.get("reason", "")]
         lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
     return "\n".join(lines)
 

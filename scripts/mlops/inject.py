@@ -543,8 +543,9 @@ def cmd_inject(args: argparse.Namespace) -> int:
 def cmd_injections(args: argparse.Namespace) -> int:
     print(f"Expected verdicts hold for the policy {dict(CATALOGUE_POLICY)}\n")
     for injection in CATALOGUE:
-        expected = ", ".join(sorted(injection.expected_failures)) or "(passes)"
-        print(f"{injection.name:20s} fails: {expected}\n{'':20s} {injection.description}")
+        failures = ", ".join(sorted(injection.expected_failures))
+        verdict = f"must fail: {failures}" if failures else "must pass every check"
+        print(f"{injection.name:20s} {verdict}\n{'':20s} {injection.description}")
     return 0
 
 
