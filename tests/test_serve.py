@@ -88,6 +88,14 @@ def test_predict_matches_the_registered_model(staging_client: Any, records: list
     assert set(body["predictions"]) <= set(data.LABELS)
 
 
+def test_integer_json_numbers_are_accepted_for_double_columns(staging_client: Any, records: list[dict[str, Any]]) -> None:
+    # The signature says double; MLflow itself refuses int64 columns, so the server must convert.
+    record = {**records[0], "tenure_months": 12, "support_calls_90d": 1, "late_payments_12m": 0}
+    response = staging_client.post("/predict", json={"records": [record]})
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0] in data.LABELS
+
+
 def _record(records: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
     record = {**records[0], **changes}
     return {key: value for key, value in record.items() if value is not _DROP}

@@ -216,6 +216,10 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY from the listening socket. Without it, a
+    # response written in two pieces (headers, then body) waits for the client's delayed
+    # ACK: every request took ~44 ms instead of ~1 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
