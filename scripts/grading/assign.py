@@ -71,10 +71,16 @@ def student_notebook(nb: nbformat.NotebookNode, exercises: dict[str, authoring.E
 def manifest(nb: nbformat.NotebookNode, exercises: dict[str, authoring.Exercise], source: Path) -> dict[str, Any]:
     """Canonical locked cells (source, sha256, order) and points per exercise."""
     cells = []
+    hidden = []
     previous: str | None = None
     for cell in nb.cells:
         cell_role = authoring.role(cell)
         if cell_role == "lab-hidden":
+            meta = authoring.lab_meta(cell)
+            hidden.append(
+                {"id": cell.id, "exercise": meta["exercise"], "points": meta["points"], "after": previous,
+                 "source": cell.source, "hint": meta.get("hint", "")}
+            )
             continue
         entry: dict[str, Any] = {"id": cell.id, "type": cell.cell_type, "role": cell_role or "text", "after": previous}
         meta = authoring.lab_meta(cell)
@@ -91,11 +97,17 @@ def manifest(nb: nbformat.NotebookNode, exercises: dict[str, authoring.Exercise]
         "lab": lab_id(source),
         "notebook": source.name,
         "exercises": {
-            exercise.id: {"points": exercise.points, "checks": exercise.checks, "cells": exercise.cells}
+            exercise.id: {
+                "points": exercise.points + exercise.hidden_points,
+                "public_points": exercise.points,
+                "checks": exercise.checks,
+                "cells": exercise.cells,
+            }
             for exercise in exercises.values()
         },
-        "max_points": sum(exercise.points for exercise in exercises.values()),
+        "max_points": sum(exercise.points + exercise.hidden_points for exercise in exercises.values()),
         "cells": cells,
+        "hidden": hidden,
     }
 
 

@@ -25,11 +25,27 @@ from typing import Any, Callable
 MIME = "application/vnd.mlops-labs.check+json"
 
 
+class NotDefinedYet(NameError):
+    """Raised when a check touches a variable the student has not defined yet."""
+
+
 class _Missing:
-    """Stands for a variable the student has not defined yet."""
+    """Stands for a variable the student has not defined yet; any use of it raises NotDefinedYet."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        object.__setattr__(self, "name", name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        raise NotDefinedYet(f"`{object.__getattribute__(self, 'name')}` is not defined yet", name=self.name)
+
+    def __getitem__(self, key: Any) -> Any:
+        raise NotDefinedYet(f"`{self.name}` is not defined yet", name=self.name)
+
+    def __iter__(self) -> Any:
+        raise NotDefinedYet(f"`{self.name}` is not defined yet", name=self.name)
+
+    def __len__(self) -> int:
+        raise NotDefinedYet(f"`{self.name}` is not defined yet", name=self.name)
 
     def __repr__(self) -> str:
         return f"<{self.name} is not defined>"

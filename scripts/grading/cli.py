@@ -40,6 +40,37 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grade import grade
+
+    rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, private=args.private)
+    graded = sum(1 for row in rows if row.status == "ok")
+    print(f"graded {len(rows)} submission(s) ({graded} ok, {len(rows) - graded} with a status): {Path(args.out) / 'gradebook.csv'}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .grade import grade
+
+    notebook = Path(args.notebook)
+    lab = args.lab or notebook.name.split("-", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="lab-check-") as scratch:
+        rows = grade(lab, [notebook], scratch, jobs=1, timeout=args.timeout)
+        row = rows[0]
+        width = max(len(ex) for ex in row.scores)
+        print(f"\n{notebook.name}: {row.total:g} / {row.max:g} points  (status: {row.status})")
+        for exercise, points in row.scores.items():
+            print(f"  Exercise {exercise:{width}s}  {points:g}")
+        if row.flags:
+            print("  flags: " + ", ".join(row.flags))
+        if row.detail:
+            print("  " + row.detail)
+        print("\nDetails:\n" + (Path(scratch) / "feedback").joinpath(next(iter(sorted(p.name for p in (Path(scratch) / "feedback").iterdir())))).read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.grading", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--timeout", type=int, default=180, help="seconds per cell")
     p.set_defaults(func=cmd_execute)
+
+    p = commands.add_parser("grade", help="grade submitted notebooks into a gradebook")
+    p.add_argument("--lab", required=True, help="lab number, e.g. 00")
+    p.add_argument("submissions", nargs="+", help=".ipynb files or folders of them")
+    p.add_argument("--out", required=True, help="folder for gradebook.csv, gradebook.json and feedback/")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded in parallel")
+    p.add_argument("--private", help="folder with held-out checks (<lab notebook stem>.hidden.json)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
+    p.set_defaults(func=cmd_grade)
+
+    p = commands.add_parser("check", help="run your lab notebook in a fresh kernel and show your score")
+    p.add_argument("notebook")
+    p.add_argument("--lab", help="lab number (default: from the file name)")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.set_defaults(func=cmd_check)
     return parser
 
 
@@ -59,5 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except authoring.AuthoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # GradingError and friends: a message, not a traceback
+        from .grade import GradingError
+
+        if not isinstance(exc, GradingError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,128 @@
+"""The grader: every lab's solution scores 100 % and its student notebook 0; a corpus of
+broken, partial and hostile submissions gets exactly its expected scores and statuses; runs
+are deterministic across -j 1 and -j 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.grading import assign
+from scripts.grading.grade import GradingError, collect, grade, manifest_for
+from tests.grading.corpus import CASES, Case
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS_TIMEOUT = 25.0  # seconds per cell: far above any Lab 00 cell, low enough for the loop case
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "gradebook.csv").open() as handle:
+        return {row["submission"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("corpus")
+    paths = [case.build(folder) for case in CASES]
+    out = tmp_path_factory.mktemp("graded")
+    grade("00", paths, out, jobs=2, timeout=CORPUS_TIMEOUT)
+    return folder, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_corpus_gets_exactly_its_expected_scores(corpus: tuple[Path, Path], case: Case) -> None:
+    _, out = corpus
+    manifest = json.loads(manifest_for("00").read_text())
+    row = _rows(out)[case.name]
+    expected = case.scores or {exercise: 0 for exercise in manifest["exercises"]}
+    found = {exercise: float(row[exercise]) for exercise in manifest["exercises"]}
+    assert found == {k: float(v) for k, v in expected.items()}, (case.name, row)
+    assert float(row["total"]) == sum(expected.values())
+    assert float(row["max"]) == manifest["max_points"]
+    assert row["status"] == case.status
+    assert tuple(sorted(filter(None, row["flags"].split(";")))) == tuple(sorted(case.flags))
+
+
+@pytest.mark.slow
+def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path]) -> None:
+    _, out = corpus
+    document = json.loads((out / "gradebook.json").read_text())
+    assert {entry["submission"] for entry in document["submissions"]} == {case.name for case in CASES}
+    wrong = next(entry for entry in document["submissions"] if entry["submission"] == "wrong.ipynb")
+    check = next(c for c in wrong["checks"] if c["exercise"] == "00.1")
+    assert check["earned"] == 1 and check["possible"] == 3 and check["duration"] >= 0
+    messages = [record["message"] for record in check["checks"]]
+    assert any("expected 'student'" in message and "found 'consumer'" in message for message in messages)
+    feedback = (out / "feedback" / "wrong.ipynb.md").read_text()
+    assert "✗ hardest segment: expected 'student'" in feedback and "**7 / 13 points**" in feedback
+    loop = (out / "feedback" / "infinite-loop.ipynb.md").read_text()
+    assert "Status: **timeout**" in loop and "timed out after" in loop
+    assert "a locked cell" in (out / "feedback" / "tampered.ipynb.md").read_text().lower()
+    corrupted = (out / "feedback" / "corrupted.ipynb.md").read_text()
+    assert "**invalid_json**" in corrupted and "Nothing was run" in corrupted
+
+
+@pytest.mark.slow
+def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, first = corpus
+    subset = [folder / "partial.ipynb", folder / "wrong.ipynb", folder / "corrupted.ipynb"]
+    grade("00", subset, tmp_path, jobs=1, timeout=CORPUS_TIMEOUT)
+    again = _rows(tmp_path)
+    before = _rows(first)
+    for name in again:
+        assert again[name] == before[name]
+
+    def without_durations(path: Path) -> dict[str, object]:
+        document = json.loads(path.read_text())
+        for entry in document["submissions"]:
+            for check in entry["checks"]:
+                check.pop("duration")
+        return {e["submission"]: e for e in document["submissions"]}
+
+    a, b = without_durations(tmp_path / "gradebook.json"), without_durations(first / "gradebook.json")
+    assert all(a[name] == b[name] for name in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solution", assign.solutions(), ids=[p.stem for p in assign.solutions()])
+def test_solution_scores_full_marks_and_student_notebook_zero(solution: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(solution, folder / "solution.ipynb")
+    shutil.copy(REPO / "labs" / solution.name, folder / "student.ipynb")
+    rows = {row.submission: row for row in grade(solution.name[:2], [folder], tmp_path / "out", jobs=2)}
+    reference, student = rows["in/solution.ipynb"], rows["in/student.ipynb"]
+    assert (reference.total, reference.status, reference.flags) == (reference.max, "ok", []), reference
+    assert (student.total, student.status, student.flags) == (0, "ok", []), student
+    assert all(check["checks"] for check in student.checks), "every check cell must report, not crash"
+
+
+def test_bad_invocations_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(GradingError, match="no single lab matches '42'; known labs"):
+        manifest_for("42")
+    with pytest.raises(GradingError, match="does not exist"):
+        collect([tmp_path / "missing.ipynb"])
+    with pytest.raises(GradingError, match="no submissions found"):
+        collect([tmp_path])
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.grading", "grade", "--lab", "42", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert done.returncode == 1 and done.stderr.startswith("error: no single lab matches") and "Traceback" not in done.stderr
+
+
+def test_names_are_unique_and_readable(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "lab.ipynb").write_text("{}")
+    (tmp_path / "lab.ipynb").write_text("{}")
+    names = [s.name for s in collect([tmp_path / "a", tmp_path / "b", tmp_path / "lab.ipynb", tmp_path / "lab.ipynb"])]
+    assert names == ["a/lab.ipynb", "b/lab.ipynb", "lab.ipynb", "lab.ipynb#2"]
