@@ -15,13 +15,15 @@ export DO_NOT_TRACK := true
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab labs check bench clean clean-workspaces
+.PHONY: help venv book test lab labs check grade baseline baseline-check bench clean clean-workspaces
 
 help:
 	@echo "make book    build the book into _build/html (main job)"
 	@echo "make test    run every test"
 	@echo "make lab     open the labs in JupyterLab"
 	@echo "make labs    regenerate labs/ from solutions/"
+	@echo "make check LAB=00   score your lab notebook in a fresh kernel"
+	@echo "make baseline       regenerate eval_baseline.json from the production model"
 	@echo "make bench   run the benchmarks in bench/"
 	@echo "make clean   remove build output and lab workspaces"
 
@@ -48,6 +50,16 @@ lab: $(STAMP)
 
 labs: $(STAMP)
 	$(PY) -m scripts.grading assign
+
+LAB ?= 00
+check: $(STAMP)
+	$(PY) -m scripts.grading check $(wildcard labs/$(LAB)-*.ipynb)
+
+baseline: $(STAMP)
+	$(PY) -m scripts.mlops.baseline_refresh
+
+baseline-check: $(STAMP)
+	$(PY) -m scripts.mlops.baseline_refresh --check
 
 bench: $(STAMP)
 	$(PY) bench/run.py

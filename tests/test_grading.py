@@ -15,7 +15,7 @@ import pytest
 
 from scripts.grading import assign
 from scripts.grading.grade import GradingError, collect, grade, manifest_for
-from tests.grading.corpus import CASES, Case
+from tests.grading.corpus import CASES, Case, write_private
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_TIMEOUT = 25.0  # seconds per cell: far above any Lab 00 cell, low enough for the loop case
@@ -31,7 +31,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("corpus")
     paths = [case.build(folder) for case in CASES]
     out = tmp_path_factory.mktemp("graded")
-    grade("00", paths, out, jobs=2, timeout=CORPUS_TIMEOUT)
+    grade("00", paths, out, jobs=2, timeout=CORPUS_TIMEOUT, private=write_private(folder / "private"))
     return folder, out
 
 
@@ -45,7 +45,7 @@ def test_corpus_gets_exactly_its_expected_scores(corpus: tuple[Path, Path], case
     found = {exercise: float(row[exercise]) for exercise in manifest["exercises"]}
     assert found == {k: float(v) for k, v in expected.items()}, (case.name, row)
     assert float(row["total"]) == sum(expected.values())
-    assert float(row["max"]) == manifest["max_points"]
+    assert float(row["max"]) == manifest["max_points"] + 1  # plus the held-out check
     assert row["status"] == case.status
     assert tuple(sorted(filter(None, row["flags"].split(";")))) == tuple(sorted(case.flags))
 
@@ -61,7 +61,11 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
     messages = [record["message"] for record in check["checks"]]
     assert any("expected 'student'" in message and "found 'consumer'" in message for message in messages)
     feedback = (out / "feedback" / "wrong.ipynb.md").read_text()
-    assert "✗ hardest segment: expected 'student'" in feedback and "**7 / 13 points**" in feedback
+    assert "✗ hardest segment: expected 'student'" in feedback and "**8 / 14 points**" in feedback
+    assert "held-out check `00.4-h1`: passed (1/1)" in feedback
+    assert "client.get_model_version_by_alias" not in feedback, "held-out sources must not leak"
+    partial = (out / "feedback" / "partial.ipynb.md").read_text()
+    assert "held-out check `00.4-h1`: failed (0/1) — an alias named champion must exist" in partial
     loop = (out / "feedback" / "infinite-loop.ipynb.md").read_text()
     assert "Status: **timeout**" in loop and "timed out after" in loop
     assert "a locked cell" in (out / "feedback" / "tampered.ipynb.md").read_text().lower()
@@ -73,7 +77,7 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
 def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     folder, first = corpus
     subset = [folder / "partial.ipynb", folder / "wrong.ipynb", folder / "corrupted.ipynb"]
-    grade("00", subset, tmp_path, jobs=1, timeout=CORPUS_TIMEOUT)
+    grade("00", subset, tmp_path, jobs=1, timeout=CORPUS_TIMEOUT, private=folder / "private")
     again = _rows(tmp_path)
     before = _rows(first)
     for name in again:
@@ -111,6 +115,11 @@ def test_bad_invocations_are_clear_errors(tmp_path: Path) -> None:
         collect([tmp_path / "missing.ipynb"])
     with pytest.raises(GradingError, match="no submissions found"):
         collect([tmp_path])
+    with pytest.raises(GradingError, match="is not a folder"):
+        grade("00", [tmp_path], tmp_path / "o", private=tmp_path / "nope")
+    (tmp_path / "private").mkdir()
+    with pytest.raises(GradingError, match="no held-out checks for lab 00"):
+        grade("00", [tmp_path], tmp_path / "o", private=tmp_path / "private")
     done = subprocess.run(
         [sys.executable, "-m", "scripts.grading", "grade", "--lab", "42", str(tmp_path), "--out", str(tmp_path / "o")],
         capture_output=True, text=True, cwd=REPO,

@@ -172,8 +172,8 @@ def run_pytest(
     command += [str(path) for path in notebooks]
     with (out / "pytest.log").open("w", encoding="utf-8") as log:
         done = subprocess.run(command, cwd=out / "work", env=_environment(out), stdout=log, stderr=None, check=False)
-    if not results.is_file():
-        raise GradingError(f"the grading run failed before writing results (exit {done.returncode}); see {out / 'pytest.log'}")
+    if done.returncode not in (0, 1) or not results.is_file():  # 0/1: cells passed/failed; else pytest broke
+        raise GradingError(f"the grading run itself failed (pytest exit {done.returncode}); see {out / 'pytest.log'}")
     return json.loads(results.read_text(encoding="utf-8"))
 
 
@@ -252,6 +252,23 @@ def feedback(row: Row, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _private_checks(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instructor's held-out checks for this lab (validated again by the plugin)."""
+    if not folder.is_dir():
+        raise GradingError(f"--private {folder} is not a folder")
+    path = folder / f"{Path(manifest['notebook']).stem}.hidden.json"
+    if not path.is_file():
+        raise GradingError(f"no held-out checks for lab {manifest['lab']}: expected {path}")
+    try:
+        checks = json.loads(path.read_text(encoding="utf-8"))["checks"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise GradingError(f"{path} is not a held-out check file ({exc}); see the instructors' page") from None
+    for check in checks:
+        if check.get("exercise") not in manifest["exercises"]:
+            raise GradingError(f"{path}: held-out check {check.get('id')!r} names unknown exercise {check.get('exercise')!r}")
+    return checks
+
+
 def grade(
     lab: str,
     paths: list[str | Path],
@@ -266,8 +283,9 @@ def grade(
         raise GradingError("-j must be at least 1")
     manifest_path = manifest_for(lab)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if private is not None and not Path(private).is_dir():
-        raise GradingError(f"--private {private} is not a folder")
+    if private is not None:
+        for check in _private_checks(Path(private), manifest):
+            manifest["exercises"][check["exercise"]]["points"] += float(check["points"])
     submissions = collect(list(paths))
     out = Path(out)
     work = out / "work"

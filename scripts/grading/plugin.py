@@ -205,7 +205,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for check in held_out:
             new = IPyNbCell.from_parent(
                 nbfile, name=f"held-out {check['id']}", cell_num=-1,
-                cell=_cell(check["source"], check["id"], ["lab-hidden"], {"exercise": check["exercise"], "points": check["points"]}),
+                cell=_cell(check["source"], re.sub(r"[^A-Za-z0-9_-]", "-", check["id"]), ["lab-hidden"],
+                           {"exercise": check["exercise"], "points": check["points"]}),
                 options=_options(),
             )
             new.user_properties.append(

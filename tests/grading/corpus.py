@@ -143,17 +143,34 @@ def shipped_conftest(folder: Path) -> Path:
     return sub
 
 
-FULL = {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 4}
+def write_private(folder: Path) -> Path:
+    """An instructor's held-out check for exercise 00.4 (1 point: the alias exists at all)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    check = {
+        "id": "00.4-h1", "exercise": "00.4", "points": 1, "after": "ex4-check",
+        "hint": "an alias named champion must exist in the registry",
+        "source": (
+            'with exercise("00.4") as check:\n'
+            '    check.that(lambda: client.get_model_version_by_alias(MODEL_NAME, "champion") is not None,\n'
+            '               "alias champion is set", points=1)'
+        ),
+    }
+    (folder / "00-first-model.hidden.json").write_text(json.dumps({"checks": [check]}))
+    return folder
+
+
+# Scores include the held-out check of write_private (00.4 is worth 5).
+FULL = {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 5}
 CASES: list[Case] = [
     Case("solution.ipynb", FULL, "ok", (), solution),
     Case("blank.ipynb", None, "ok", (), blank),
     Case("partial.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 0}, "ok", (), partial),
-    Case("wrong.ipynb", {"00.1": 1, "00.2": 3, "00.3": 3, "00.4": 0}, "ok", (), wrong),
+    Case("wrong.ipynb", {"00.1": 1, "00.2": 3, "00.3": 3, "00.4": 1}, "ok", (), wrong),
     Case("tampered.ipynb", None, "ok", ("tampered",), tampered),
     Case("deleted-check.ipynb", FULL, "ok", ("restored:ex2-check", "tampered"), deleted_check),
     Case("skip-markers.ipynb", None, "ok", ("ignored_markers",), skip_markers),
-    Case("suppressed-traceback.ipynb", {"00.1": 0, "00.2": 3, "00.3": 3, "00.4": 4}, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
-    Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 4}, "timeout", ("timeout@ex3",), infinite_loop),
+    Case("suppressed-traceback.ipynb", {"00.1": 0, "00.2": 3, "00.3": 3, "00.4": 5}, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
+    Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "timeout", ("timeout@ex3",), infinite_loop),
     Case("syntax-error.ipynb", {"00.1": 3, "00.2": 0, "00.3": 3, "00.4": 0}, "ok", (), syntax_error),
     Case("corrupted.ipynb", None, "invalid_json", (), corrupted),
     Case("empty.ipynb", None, "empty", (), empty),
