@@ -77,11 +77,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import mlflow
 
-    from . import evaluate
+    from . import evaluate, registry
 
     _workspace(args)
     if args.model_uri.startswith("models:/"):
-        _check_model_uri(args.model_uri)
+        registry.check_model_uri(args.model_uri)
     model = mlflow.pyfunc.load_model(args.model_uri)
     document = evaluate.evaluate_file(model, args.data, model_uri=args.model_uri)
     if args.out:
@@ -90,23 +90,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(document, indent=2, sort_keys=True))
     return 0
-
-
-def _check_model_uri(uri: str) -> None:
-    """Turn a bad ``models:/`` URI into a RegistryError that lists what exists."""
-    from . import registry
-
-    target = uri[len("models:/") :]
-    if "@" in target:
-        name, alias = target.split("@", 1)
-        registry.version_for_alias(name, alias)
-    elif "/" in target:
-        name, version = target.rsplit("/", 1)
-        if not version.isdigit():
-            raise MlopsError(f"bad model URI {uri!r}", "use models:/NAME/VERSION or models:/NAME@ALIAS.")
-        registry.get_version(name, int(version))
-    else:
-        registry.require_model(target)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:

@@ -636,10 +636,9 @@ def _parse_registry_uri(uri: str) -> tuple[str | None, int | None]:
 
 def check_model_uri(uri: str) -> None:
     """Raise RegistryError (listing what exists) if a ``models:/`` URI does not resolve."""
-    from .cli import _check_model_uri
+    from .registry import check_model_uri as check
 
-    if uri.startswith("models:/"):
-        _check_model_uri(uri)
+    check(uri)
 
 
 def _signature(uri: str) -> Any:

@@ -247,9 +247,9 @@ def _quiet_logging() -> Iterator[None]:
 def _start_run(experiment: str, run_name: str) -> Any:
     import mlflow
 
-    from .train import _experiment_id
+    from .train import experiment_id
 
-    return mlflow.start_run(experiment_id=_experiment_id(experiment), run_name=run_name)
+    return mlflow.start_run(experiment_id=experiment_id(experiment), run_name=run_name)
 
 
 def register_wrapper(

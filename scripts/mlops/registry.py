@@ -106,3 +106,24 @@ def set_alias(name: str, alias: str, version: int) -> VersionInfo:
 
 def _tracking_fix() -> str:
     return "check MLFLOW_TRACKING_URI (or open a lab workspace) and that the tracking store is reachable."
+
+
+def check_model_uri(uri: str) -> None:
+    """Raise :class:`RegistryError` (listing what exists) if a ``models:/`` URI does not resolve.
+
+    ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` and ``models:/NAME`` are checked; other
+    URIs (``runs:/...``, paths) are left to MLflow.
+    """
+    if not uri.startswith("models:/"):
+        return
+    target = uri[len("models:/") :]
+    if "@" in target:
+        name, alias = target.split("@", 1)
+        version_for_alias(name, alias)
+    elif "/" in target:
+        name, version = target.rsplit("/", 1)
+        if not version.isdigit():
+            raise RegistryError(f"bad model URI {uri!r}", "use models:/NAME/VERSION or models:/NAME@ALIAS.")
+        get_version(name, int(version))
+    else:
+        require_model(target)

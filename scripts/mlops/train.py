@@ -128,10 +128,10 @@ def train_and_log(
     model = fit(train_frame, config)
     evaluation = evaluate(model, eval_frame)
 
-    experiment_id = _experiment_id(experiment)
+    target_experiment = experiment_id(experiment)
     example = data.features(eval_frame).head(5)
     signature = infer_signature(example, model.predict(example))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or f"{config.model}-seed{config.seed}") as run:
+    with mlflow.start_run(experiment_id=target_experiment, run_name=run_name or f"{config.model}-seed{config.seed}") as run:
         mlflow.log_params(
             {
                 "model": config.model,
@@ -175,7 +175,8 @@ def train_and_log(
     )
 
 
-def _experiment_id(name: str) -> str:
+def experiment_id(name: str) -> str:
+    """Id of experiment ``name``, created if needed (inside the active lab workspace, if any)."""
     import mlflow
 
     from .workspace import active
