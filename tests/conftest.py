@@ -14,12 +14,18 @@ from scripts.mlops.workspace import Workspace, open_workspace
 REPO = Path(__file__).resolve().parents[1]
 
 
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_SESSION_ENV = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_environment() -> Iterator[None]:
-    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; keep it from leaking between tests."""
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI. After every test the variables go
+    back to what they were when the session started, so a workspace opened by one test (or by
+    a module-scoped fixture) never leaks into subprocesses, servers or the nbval kernels that
+    run later."""
     yield
-    for key, value in saved.items():
+    for key, value in _SESSION_ENV.items():
         if value is None:
             os.environ.pop(key, None)
         else:

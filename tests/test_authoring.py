@@ -89,11 +89,13 @@ def test_student_notebook_stubs_solutions_drops_hidden_clears_outputs_and_locks(
     check = student.cells[ids.index("ex-check")]
     assert check.metadata["editable"] is False and check.metadata["deletable"] is False
     manifest = __import__("json").loads(generated.manifest_text)
-    assert manifest["max_points"] == 2 and manifest["lab"] == "99"
+    assert manifest["max_points"] == 3 and manifest["lab"] == "99"  # 2 public + 1 held-out
+    assert manifest["exercises"]["99.1"]["public_points"] == 2
+    assert [check["id"] for check in manifest["hidden"]] == ["ex-hidden"] and manifest["hidden"][0]["after"] == "ex-check"
     locked = {cell["id"]: cell for cell in manifest["cells"] if "sha256" in cell}
     assert set(locked) == {"setup", "ex-check"}
     assert locked["ex-check"]["sha256"] == authoring.sha256("assert y == 2")
-    assert "BEGIN SOLUTION" not in generated.lab_text and "ex-hidden" not in generated.manifest_text
+    assert "BEGIN SOLUTION" not in generated.lab_text and "ex-hidden" not in generated.lab_text
 
 
 def test_checks_print_teaching_lines_and_fail_the_cell(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from scripts.grading.grade import GradingError, collect, grade, manifest_for
 from tests.grading.corpus import CASES, Case, write_private
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS_TIMEOUT = 25.0  # seconds per cell: far above any Lab 00 cell, low enough for the loop case
+CORPUS_TIMEOUT = 45.0  # seconds per cell: far above any Lab 00 cell even on a loaded machine
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
@@ -69,6 +69,11 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
     loop = (out / "feedback" / "infinite-loop.ipynb.md").read_text()
     assert "Status: **timeout**" in loop and "timed out after" in loop
     assert "a locked cell" in (out / "feedback" / "tampered.ipynb.md").read_text().lower()
+    by_name = {entry["submission"]: entry for entry in document["submissions"]}
+    restored = next(c for c in by_name["deleted-check.ipynb"]["checks"] if c["cell"] == "ex2-check")
+    assert restored["checks"], "the restored check cell must have run and reported"
+    suppressed = by_name["suppressed-traceback.ipynb"]["checks"]
+    assert suppressed and all(c["outcome"] == "failed" for c in suppressed), "suppressed tracebacks still fail"
     corrupted = (out / "feedback" / "corrupted.ipynb.md").read_text()
     assert "**invalid_json**" in corrupted and "Nothing was run" in corrupted
 
@@ -76,7 +81,7 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
 @pytest.mark.slow
 def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     folder, first = corpus
-    subset = [folder / "partial.ipynb", folder / "wrong.ipynb", folder / "corrupted.ipynb"]
+    subset = [folder / "partial.ipynb", folder / "corrupted.ipynb"]
     grade("00", subset, tmp_path, jobs=1, timeout=CORPUS_TIMEOUT, private=folder / "private")
     again = _rows(tmp_path)
     before = _rows(first)
@@ -92,20 +97,6 @@ def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, P
 
     a, b = without_durations(tmp_path / "gradebook.json"), without_durations(first / "gradebook.json")
     assert all(a[name] == b[name] for name in a)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("solution", assign.solutions(), ids=[p.stem for p in assign.solutions()])
-def test_solution_scores_full_marks_and_student_notebook_zero(solution: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(solution, folder / "solution.ipynb")
-    shutil.copy(REPO / "labs" / solution.name, folder / "student.ipynb")
-    rows = {row.submission: row for row in grade(solution.name[:2], [folder], tmp_path / "out", jobs=2)}
-    reference, student = rows["in/solution.ipynb"], rows["in/student.ipynb"]
-    assert (reference.total, reference.status, reference.flags) == (reference.max, "ok", []), reference
-    assert (student.total, student.status, student.flags) == (0, "ok", []), student
-    assert all(check["checks"] for check in student.checks), "every check cell must report, not crash"
 
 
 def test_bad_invocations_are_clear_errors(tmp_path: Path) -> None:
@@ -135,3 +126,16 @@ def test_names_are_unique_and_readable(tmp_path: Path) -> None:
     (tmp_path / "lab.ipynb").write_text("{}")
     names = [s.name for s in collect([tmp_path / "a", tmp_path / "b", tmp_path / "lab.ipynb", tmp_path / "lab.ipynb"])]
     assert names == ["a/lab.ipynb", "b/lab.ipynb", "lab.ipynb", "lab.ipynb#2"]
+
+
+def test_kernels_get_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.grading.grade import _environment
+
+    monkeypatch.setenv("GRADER_API_TOKEN", "s3cr3t")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    env = _environment(tmp_path)
+    assert "s3cr3t" not in env.values() and "nope" not in env.values()
+    assert not any(key.startswith(("GRADER_", "AWS_", "MLFLOW_TRACKING")) for key in env)
+    assert Path(env["HOME"]).is_relative_to(tmp_path), "kernels get a throw-away HOME"
+    assert env["PYTHONHASHSEED"] == "0" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"

@@ -105,22 +105,29 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_train_evaluate_and_clear_errors(tmp_path: Path) -> None:
-    done = _cli("train", "--register", "churn-classifier", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+def test_cli_train_and_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands in-process (fast); the entry point itself is exercised below."""
+    from scripts.mlops.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["train", "--register", "churn-classifier"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["version"] == 1 and summary["accuracy"] > 0.7
     eval_csv = tmp_path / ".mlops" / "cli" / "data" / "churn_eval.csv"
     out = tmp_path / "eval.json"
-    done = _cli("evaluate", "--model-uri", "models:/churn-classifier/1", "--data", str(eval_csv), "--out", str(out), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert main(["evaluate", "--model-uri", "models:/churn-classifier/1", "--data", str(eval_csv), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["overall"]["accuracy"] == summary["accuracy"]
-    # unknown model name: exit 1, the problem and the fix, no traceback
-    done = _cli("evaluate", "--model-uri", "models:/churn/1", "--data", str(eval_csv), cwd=tmp_path)
+    assert main(["evaluate", "--model-uri", "models:/churn-classifier@champion", "--data", str(eval_csv)]) == 1
+    assert "has no alias 'champion'" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,churn\nA1,yes\n")
+    assert main(["train", "--data", str(bad), "--eval", str(eval_csv)]) == 1
+    assert "missing column(s)" in capsys.readouterr().err
+
+
+def test_cli_entry_point_reports_errors_without_a_traceback(tmp_path: Path) -> None:
+    done = _cli("versions", "--model", "churn", cwd=tmp_path)
     assert done.returncode == 1
     assert "error: no registered model named 'churn'" in done.stderr and "fix:" in done.stderr
     assert "Traceback" not in done.stderr
-    bad = tmp_path / "bad.csv"
-    bad.write_text("customer_id,churn\nA1,yes\n")
-    done = _cli("train", "--data", str(bad), "--eval", str(eval_csv), cwd=tmp_path)
-    assert done.returncode == 1 and "missing column(s)" in done.stderr and "Traceback" not in done.stderr

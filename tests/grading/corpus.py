@@ -73,7 +73,7 @@ def tampered(folder: Path) -> Path:
 
 
 def deleted_check(folder: Path) -> Path:
-    nb = _load(SOLUTION)
+    nb = _load(LAB)
     nb.cells = [cell for cell in nb.cells if cell.get("id") != "ex2-check"]
     return _save(nb, folder / "deleted-check.ipynb")
 
@@ -88,17 +88,17 @@ def skip_markers(folder: Path) -> Path:
 
 
 def suppressed_traceback(folder: Path) -> Path:
-    nb = _load(SOLUTION)
-    ex1 = _cell(nb, "ex1")
-    ex1.source = ("get_ipython().showtraceback = lambda *args, **kwargs: None\n" + ex1.source).replace(
-        'hardest_slice = table["accuracy"].idxmin()', 'hardest_slice = "nobody"'
-    )
+    """Unsolved, but every traceback is suppressed: a naive nbval run would pass every cell."""
+    nb = _load(LAB)
+    setup = _cell(nb, "data-head")
+    setup.source = "get_ipython().showtraceback = lambda *args, **kwargs: None\n" + setup.source
     return _save(nb, folder / "suppressed-traceback.ipynb")
 
 
 def infinite_loop(folder: Path) -> Path:
     nb = _load(SOLUTION)
-    _cell(nb, "ex3").source = "# Exercise 00.3\nwhile True:\n    pass"
+    # Sleeps rather than spins, so the test does not burn a core while it waits for the timeout.
+    _cell(nb, "ex3").source = "# Exercise 00.3\nimport time\nwhile True:\n    time.sleep(0.05)"
     return _save(nb, folder / "infinite-loop.ipynb")
 
 
@@ -162,19 +162,20 @@ def write_private(folder: Path) -> Path:
 # Scores include the held-out check of write_private (00.4 is worth 5).
 FULL = {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 5}
 CASES: list[Case] = [
-    Case("solution.ipynb", FULL, "ok", (), solution),
     Case("blank.ipynb", None, "ok", (), blank),
     Case("partial.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 0}, "ok", (), partial),
     Case("wrong.ipynb", {"00.1": 1, "00.2": 3, "00.3": 3, "00.4": 1}, "ok", (), wrong),
     Case("tampered.ipynb", None, "ok", ("tampered",), tampered),
-    Case("deleted-check.ipynb", FULL, "ok", ("restored:ex2-check", "tampered"), deleted_check),
+    Case("deleted-check.ipynb", None, "ok", ("restored:ex2-check", "tampered"), deleted_check),
     Case("skip-markers.ipynb", None, "ok", ("ignored_markers",), skip_markers),
-    Case("suppressed-traceback.ipynb", {"00.1": 0, "00.2": 3, "00.3": 3, "00.4": 5}, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
+    Case("suppressed-traceback.ipynb", None, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
     Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "timeout", ("timeout@ex3",), infinite_loop),
     Case("syntax-error.ipynb", {"00.1": 3, "00.2": 0, "00.3": 3, "00.4": 0}, "ok", (), syntax_error),
     Case("corrupted.ipynb", None, "invalid_json", (), corrupted),
     Case("empty.ipynb", None, "empty", (), empty),
     Case("old-format.ipynb", None, "old_nbformat", (), old_format),
     Case("essay.txt", None, "not_a_notebook", (), not_a_notebook),
+    # The reference solution, shipped in a folder with files that would hijack a naive grader:
+    # it must score full marks (this is also the "solution scores 100 %" proof for Lab 00).
     Case("carol/00-first-model.ipynb", FULL, "ok", (), shipped_conftest),
 ]
