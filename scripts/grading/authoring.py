@@ -80,18 +80,24 @@ def read(path: str | Path) -> nbformat.NotebookNode:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AuthoringError(path, [f"not valid JSON: {exc}"]) from None
+    problems = id_problems(raw.get("cells", []))
+    if problems:
+        raise AuthoringError(path, problems)
+    return nbformat.reads(text, as_version=4)
+
+
+def id_problems(cells: list[Any]) -> list[str]:
+    """Cells without an id, and ids used twice."""
     problems: list[str] = []
     seen: set[str] = set()
-    for index, cell in enumerate(raw.get("cells", [])):
+    for index, cell in enumerate(cells):
         cell_id = cell.get("id")
         if not cell_id:
             problems.append(f"cell {index} has no id; save the notebook with nbformat >= 4.5")
         elif cell_id in seen:
             problems.append(f"cell {index}: duplicate cell id {cell_id!r}")
         seen.add(str(cell_id))
-    if problems:
-        raise AuthoringError(path, problems)
-    return nbformat.reads(text, as_version=4)
+    return problems
 
 
 def stub_source(source: str, exercise_id: str) -> str:
@@ -123,17 +129,11 @@ def validate(nb: nbformat.NotebookNode, path: str | Path) -> dict[str, Exercise]
     markers, solution markers outside exercise cells, checks without points or for an exercise
     that does not exist, exercises without a check.
     """
-    problems: list[str] = []
+    problems: list[str] = id_problems(nb.cells)
     exercises: dict[str, Exercise] = {}
-    seen: set[str] = set()
     for index, cell in enumerate(nb.cells):
         where = f"cell {index} (id {cell.get('id')!r})"
         cell_id = cell.get("id")
-        if not cell_id:
-            problems.append(f"{where} has no id; save the notebook with nbformat >= 4.5")
-        elif cell_id in seen:
-            problems.append(f"{where}: duplicate cell id {cell_id!r}")
-        seen.add(str(cell_id))
         tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag in ROLES]
         if len(tags) > 1:
             problems.append(f"{where} has several role tags {tags}; give it one")
