@@ -216,6 +216,7 @@ def score(manifest: dict[str, Any], name: str, result: dict[str, Any] | None, st
         flags.update(event for event in events if event.startswith("timeout@"))
     elif any(event.startswith(("kernel_died", "kernel_restarted")) for event in events):
         status = "kernel_died"
+        flags.update(event for event in events if event.startswith("kernel_died@"))
     if not result["items"] or all(item["outcome"] == "not run" for item in result["items"]):
         status, detail = "error", "no cell could be run"
     return Row(name, scores, round(sum(scores.values()), 3), maximum, status, sorted(flags), checks, errors, detail)

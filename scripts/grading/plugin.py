@@ -25,8 +25,10 @@ import hashlib
 import json
 import re
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import nbformat
@@ -58,10 +60,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _original_await_reply = nbval_kernel.RunningKernel.await_reply
 
 
+class KernelDied(RuntimeError):
+    """The kernel process ended while a cell was running (a crash, os._exit, out of memory)."""
+
+
 def _await_reply(self: Any, msg_id: str, timeout: float | None = None) -> Any:
-    """nbval's await_reply, remembering the reply content (status 'ok' / 'error')."""
+    """nbval's await_reply, remembering the reply content (status 'ok' / 'error') and noticing
+    a dead kernel within a second instead of waiting for the whole cell timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        msg = self.get_message(stream="shell", timeout=timeout)
+        wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        try:
+            msg = self.get_message(stream="shell", timeout=wait)
+        except Empty:
+            if not self.is_alive():
+                raise KernelDied("Kernel died while running the cell") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise  # nbval treats this as the cell timeout
+            continue
         if msg["parent_header"].get("msg_id") == msg_id:
             self.last_reply = msg["content"]
             if msg["content"]["status"] == "aborted":
@@ -302,9 +318,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if call.excinfo is not None and "Timeout of" in str(call.excinfo.value):
         events.append(f"timeout@{info.get('cell_id')}")
         error = f"timed out after {item.config.option.nbval_cell_timeout:g} s"
-    if call.excinfo is not None and "Kernel dead" in str(call.excinfo.value):
+    if call.excinfo is not None and ("Kernel dead" in str(call.excinfo.value) or call.excinfo.errisinstance(KernelDied)):
         events.append(f"kernel_died@{info.get('cell_id')}")
-        error = "the kernel died"
+        error = "the kernel died (the process crashed or exited) while running this cell"
     events = [*getattr(nbfile, "grading_pending", []), *events]
     nbfile.grading_pending = []
     if report.passed:

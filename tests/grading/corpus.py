@@ -102,6 +102,12 @@ def infinite_loop(folder: Path) -> Path:
     return _save(nb, folder / "infinite-loop.ipynb")
 
 
+def kernel_crash(folder: Path) -> Path:
+    nb = _load(SOLUTION)
+    _cell(nb, "ex3").source = "# Exercise 00.3\nimport os\nos._exit(1)  # the kernel process dies"
+    return _save(nb, folder / "kernel-crash.ipynb")
+
+
 def syntax_error(folder: Path) -> Path:
     nb = _load(SOLUTION)
     _cell(nb, "ex2").source = "# Exercise 00.2\nsecond = train.train_and_log(paths['v1'],"
@@ -170,6 +176,9 @@ CASES: list[Case] = [
     Case("skip-markers.ipynb", None, "ok", ("ignored_markers",), skip_markers),
     Case("suppressed-traceback.ipynb", None, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
     Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "timeout", ("timeout@ex3",), infinite_loop),
+    # The grader notices the dead kernel at once, restarts it, replays the cells that had run,
+    # and grades the exercises after the crash.
+    Case("kernel-crash.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "kernel_died", ("kernel_died@ex3",), kernel_crash),
     Case("syntax-error.ipynb", {"00.1": 3, "00.2": 0, "00.3": 3, "00.4": 0}, "ok", (), syntax_error),
     Case("corrupted.ipynb", None, "invalid_json", (), corrupted),
     Case("empty.ipynb", None, "empty", (), empty),
