@@ -8,8 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from scripts.mlops import data
+from scripts.mlops import baseline_refresh, data
 from scripts.mlops.workspace import Workspace, open_workspace
+from tests.support import Production
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,10 +21,10 @@ _SESSION_ENV = {key: os.environ.get(key) for key in _MLFLOW_ENV}
 
 @pytest.fixture(autouse=True)
 def _restore_mlflow_environment() -> Iterator[None]:
-    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI. After every test the variables go
-    back to what they were when the session started, so a workspace opened by one test (or by
-    a module-scoped fixture) never leaks into subprocesses, servers or the nbval kernels that
-    run later."""
+    """open_workspace leaves the environment as it found it, but a test that calls
+    mlflow.set_tracking_uri itself exports MLFLOW_TRACKING_URI. After every test the variables
+    go back to their values at session start, so nothing leaks into subprocesses, servers or
+    the nbval kernels that run later."""
     yield
     for key, value in _SESSION_ENV.items():
         if value is None:
@@ -60,3 +61,24 @@ def repo() -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
+    """Built once per test module by the baseline refresh recipe (as `make baseline` does)."""
+    root = tmp_path_factory.mktemp("production")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.setenv("MLOPS_WORKSPACE_ROOT", str(root))
+        baseline = baseline_refresh.regenerate(root / "eval_baseline.json")
+    folder = root / baseline_refresh.WORKSPACE / "data"
+    return Production(root, baseline, {name: folder / filename for name, filename in data.FILENAMES.items()})
+
+
+@pytest.fixture
+def prod(production: Production, monkeypatch: pytest.MonkeyPatch) -> Iterator[Production]:
+    """Point MLflow (and the CLI's --workspace) at the module's production registry for one test."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", str(production.root))
+    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
+    yield production

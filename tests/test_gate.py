@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -24,7 +23,7 @@ from scripts.mlops.gate import (
     SchemaMatch,
     SliceRegression,
 )
-from scripts.mlops.workspace import open_workspace
+from tests.support import Production
 
 OTHER_HASH = "sha256:" + "0" * 64
 
@@ -334,33 +333,6 @@ def test_load_evaluation_rejects_unusable_files(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- against a real registry
-
-
-@dataclass(frozen=True)
-class Production:
-    root: Path
-    baseline: Path
-    eval_path: Path
-
-
-@pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
-    """churn-classifier v1 @production and its baseline, built by the baseline refresh recipe."""
-    root = tmp_path_factory.mktemp("gate-ws")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("MLOPS_WORKSPACE_ROOT", str(root))
-        baseline = baseline_refresh.regenerate(root / "eval_baseline.json")
-    return Production(root, baseline, root / baseline_refresh.WORKSPACE / "data" / "churn_eval.csv")
-
-
-@pytest.fixture
-def prod(production: Production, monkeypatch: pytest.MonkeyPatch) -> Iterator[Production]:
-    """Point MLflow (and the CLI's --workspace) at the module's registry for one test."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", str(production.root))
-    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
-    yield production
 
 
 def run_cli(*argv: str) -> int:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scripts.grading import assign
 from scripts.grading.grade import GradingError, collect, grade, manifest_for
 from tests.grading.corpus import CASES, Case, write_private
 

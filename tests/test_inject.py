@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,6 +14,7 @@ import pytest
 from scripts.mlops import baseline_refresh, cli, data, gate, inject
 from scripts.mlops.errors import MlopsError
 from scripts.mlops.workspace import open_workspace
+from tests.support import Production
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_URI = "models:/churn-classifier/1"
@@ -85,33 +84,6 @@ def test_catalogue_is_data_and_every_check_is_seen_failing() -> None:
 
 
 # ----------------------------------------------------------------------------- against a real registry
-
-
-@dataclass(frozen=True)
-class Production:
-    root: Path
-    baseline: Path
-    datasets: dict[str, Path]
-
-
-@pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
-    """churn-classifier v1 @production and its baseline, built by the baseline refresh recipe."""
-    root = tmp_path_factory.mktemp("inject-ws")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setenv("MLOPS_WORKSPACE_ROOT", str(root))
-        baseline = baseline_refresh.regenerate(root / "eval_baseline.json")
-    folder = root / baseline_refresh.WORKSPACE / "data"
-    return Production(root, baseline, {name: folder / filename for name, filename in data.FILENAMES.items()})
-
-
-@pytest.fixture
-def prod(production: Production, monkeypatch: pytest.MonkeyPatch) -> Iterator[Production]:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", str(production.root))
-    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
-    yield production
 
 
 @pytest.fixture(scope="module")

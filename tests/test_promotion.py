@@ -7,7 +7,7 @@ import json
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import mlflow
 import pytest
@@ -37,14 +37,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Path])
 
 
 @pytest.fixture(autouse=True)
-def _in_workspace(trained: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point MLflow back at the module's workspace (another module's test may have moved it)."""
-    ws = trained["ws"]
-    monkeypatch.chdir(trained["root"])  # type: ignore[arg-type]
+def _in_workspace(trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-enter the module's workspace (another module's test may have opened its own)."""
+    monkeypatch.chdir(trained["root"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(workspace, "_active", ws)
-    mlflow.set_tracking_uri(ws.tracking_uri)  # type: ignore[attr-defined]
-    mlflow.set_registry_uri(ws.tracking_uri)  # type: ignore[attr-defined]
+    workspace.open_workspace("promotion", fresh=False)
 
 
 @pytest.fixture

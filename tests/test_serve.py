@@ -35,12 +35,10 @@ def registry_ws(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Pa
 
 @pytest.fixture(autouse=True)
 def _in_workspace(registry_ws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    ws = registry_ws["ws"]
+    """Re-enter the module's workspace (another module's test may have opened its own)."""
     monkeypatch.chdir(registry_ws["root"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(workspace, "_active", ws)
-    mlflow.set_tracking_uri(ws.tracking_uri)
-    mlflow.set_registry_uri(ws.tracking_uri)
+    workspace.open_workspace("serve", fresh=False)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +52,9 @@ def records(datasets: dict[str, Path]) -> list[dict[str, Any]]:
 def staging_client(registry_ws: dict[str, Any]) -> Any:
     from fastapi.testclient import TestClient
 
-    mlflow.set_tracking_uri(registry_ws["ws"].tracking_uri)
-    mlflow.set_registry_uri(registry_ws["ws"].tracking_uri)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(registry_ws["root"])
+        workspace.open_workspace("serve", fresh=False)
         app = serve.create_app(MODEL, "staging")
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client

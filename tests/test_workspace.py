@@ -71,3 +71,20 @@ def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", "runs")
     ws = open_workspace("moved")
     assert ws.root == Path("runs/moved") and ws.tracking_uri == "sqlite:///runs/moved/mlflow.db"
+
+
+def test_opening_a_workspace_leaves_the_environment_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow exports the URI it is given; a workspace must not, or a relative sqlite URI would
+    leak into every kernel, server and subprocess started later."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    open_workspace("quiet")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == "sqlite:///.mlops/quiet/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")
+    open_workspace("quiet", fresh=False)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///mine.db"
+    assert mlflow.get_tracking_uri() == "sqlite:///mine.db"

@@ -67,7 +67,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print("  flags: " + ", ".join(row.flags))
         if row.detail:
             print("  " + row.detail)
-        print("\nDetails:\n" + (Path(scratch) / "feedback").joinpath(next(iter(sorted(p.name for p in (Path(scratch) / "feedback").iterdir())))).read_text())
+        (feedback,) = (Path(scratch) / "feedback").glob("*.md")  # one notebook, one feedback file
+        print("\nDetails:\n" + feedback.read_text())
     return 0
 
 

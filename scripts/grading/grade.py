@@ -253,8 +253,12 @@ def feedback(row: Row, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _private_checks(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The instructor's held-out checks for this lab (validated again by the plugin)."""
+def private_checks(folder: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """An instructor's held-out checks for this lab, from ``FOLDER/<notebook stem>.hidden.json``.
+
+    Used both here (to count their points) and by the pytest plugin (to run them).
+    """
+    folder = Path(folder)
     if not folder.is_dir():
         raise GradingError(f"--private {folder} is not a folder")
     path = folder / f"{Path(manifest['notebook']).stem}.hidden.json"
@@ -265,8 +269,11 @@ def _private_checks(folder: Path, manifest: dict[str, Any]) -> list[dict[str, An
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise GradingError(f"{path} is not a held-out check file ({exc}); see the instructors' page") from None
     for check in checks:
-        if check.get("exercise") not in manifest["exercises"]:
-            raise GradingError(f"{path}: held-out check {check.get('id')!r} names unknown exercise {check.get('exercise')!r}")
+        missing = {"id", "exercise", "points", "after", "source"} - set(check)
+        if missing:
+            raise GradingError(f"{path}: held-out check {check.get('id')!r} lacks {sorted(missing)}")
+        if check["exercise"] not in manifest["exercises"]:
+            raise GradingError(f"{path}: held-out check {check['id']!r} names unknown exercise {check['exercise']!r}")
     return checks
 
 
@@ -285,7 +292,7 @@ def grade(
     manifest_path = manifest_for(lab)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if private is not None:
-        for check in _private_checks(Path(private), manifest):
+        for check in private_checks(private, manifest):
             manifest["exercises"][check["exercise"]]["points"] += float(check["points"])
     submissions = collect(list(paths))
     out = Path(out)

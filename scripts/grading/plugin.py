@@ -38,7 +38,7 @@ from .checks import MIME
 
 try:  # nbval is a hard dependency of grading; import errors should be loud
     from nbval import kernel as nbval_kernel
-    from nbval.plugin import IPyNbCell, IPyNbFile
+    from nbval.plugin import IPyNbCell
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the grading plugin needs nbval (pip install nbval)") from exc
 
@@ -103,20 +103,15 @@ def load_manifest(path: str) -> dict[str, Any]:
 
 
 def load_private(folder: str | None, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Held-out checks from ``FOLDER/<notebook stem>.hidden.json`` (``{"checks": [...]}``)."""
+    """Held-out checks from ``--grading-private`` (see :func:`scripts.grading.grade.private_checks`)."""
     if not folder:
         return []
-    path = Path(folder) / f"{Path(manifest['notebook']).stem}.hidden.json"
-    if not path.is_file():
-        raise pytest.UsageError(f"no held-out checks for lab {manifest['lab']} at {path}")
-    checks = json.loads(path.read_text(encoding="utf-8")).get("checks", [])
-    for check in checks:
-        missing = {"id", "exercise", "points", "after", "source"} - set(check)
-        if missing:
-            raise pytest.UsageError(f"{path}: held-out check {check.get('id')!r} lacks {sorted(missing)}")
-        if check["exercise"] not in manifest["exercises"]:
-            raise pytest.UsageError(f"{path}: held-out check {check['id']!r} names unknown exercise {check['exercise']!r}")
-    return checks
+    from .grade import GradingError, private_checks
+
+    try:
+        return private_checks(folder, manifest)
+    except GradingError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _options() -> defaultdict[str, bool]:

@@ -25,6 +25,7 @@ from .errors import MlopsError
 
 MARKER = ".mlops-workspace"
 _active: "Workspace | None" = None
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 DEFAULT_ROOT = ".mlops"
 
 
@@ -189,14 +190,22 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
     (folder / "artifacts").mkdir(exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
 
-    override = os.environ.get("MLFLOW_TRACKING_URI")
-    if _active is not None and override == _active.tracking_uri:
-        override = None  # mlflow.set_tracking_uri exports the URI we set last time; not a user choice
+    user_env = {key: os.environ.get(key) for key in _URI_VARIABLES}
+    override = user_env["MLFLOW_TRACKING_URI"]
     tracking_uri = override or _sqlite_uri(workspace_db)
     if not override and not (folder / "mlflow.db").exists():
         _seed_database(folder / "mlflow.db", folder / "artifacts")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    # MLflow also exports the URI it was given into os.environ (for child processes). A lab's
+    # workspace is this process's choice, so put the environment back: MLFLOW_TRACKING_URI then
+    # always means the user's own override, and it never leaks a relative URI into kernels or
+    # servers started later (those get the URI explicitly, see server.child_tracking_env).
+    for key, value in user_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     _active = Workspace(name=name, root=shown, tracking_uri=tracking_uri)
     return _active
 
