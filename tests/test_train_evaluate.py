@@ -131,3 +131,15 @@ def test_cli_entry_point_reports_errors_without_a_traceback(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "error: no registered model named 'churn'" in done.stderr and "fix:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_dropping_an_input_column_changes_the_signature_not_the_evaluation(ws: Workspace, datasets: dict[str, Path]) -> None:
+    config = train.TrainConfig(drop=("data_usage_gb",))
+    assert "data_usage_gb" not in config.features() and len(config.features()) == len(data.FEATURES) - 1
+    result = train.train_and_log(datasets["v1"], datasets["eval"], config, register="no-usage")
+    model = mlflow.pyfunc.load_model("models:/no-usage/1")
+    assert "data_usage_gb" not in [c.name for c in model.metadata.get_input_schema().inputs]
+    assert mlflow.MlflowClient().get_run(result.run_id).data.params["dropped_columns"] == "data_usage_gb"
+    assert set(result.evaluation["buckets"]) == set(data.SEGMENTS)  # scored on the full evaluation file
+    with pytest.raises(MlopsError, match=r"cannot drop unknown input column\(s\) \['usage'\]"):
+        train.TrainConfig(drop=("usage",)).features()

@@ -347,30 +347,14 @@ def register_without_column(
     train_path: str | Path, eval_path: str | Path, column: str, *, register: str, seed: int = 42
 ) -> int:
     """Retrain logreg without input ``column`` (a schema change) and register it."""
-    import mlflow
-    import numpy as np
-    from mlflow.models import infer_signature
+    from . import train
 
-    from . import data, train
-
-    if column not in data.FEATURES:
-        raise MlopsError(f"{column!r} is not an input column", f"choose one of {list(data.FEATURES)}.")
-    kept = [name for name in data.FEATURES if name != column]
-    frame, eval_frame = data.load(train_path), data.load(eval_path)
-    config = train.TrainConfig(seed=seed)
-    pipeline = train.build_pipeline(config)
-    preprocess = pipeline.named_steps["preprocess"]
-    preprocess.set_params(transformers=[(name, step, [c for c in cols if c != column])
-                                        for name, step, cols in preprocess.transformers])
-    np.random.seed(seed)
-    pipeline.fit(frame[kept], frame[data.LABEL])
-    example = eval_frame[kept].head(5)
-    signature = infer_signature(example, pipeline.predict(example))
-    with _start_run(DEFAULT_EXPERIMENT, f"inject-drop-{column}"), _quiet_logging():
-        mlflow.log_params({"injection": "dropped_column", "dropped_column": column, "seed": seed})
-        logged = mlflow.sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
-                                          pip_requirements=train.pip_requirements(), registered_model_name=register)
-    return int(logged.registered_model_version)
+    config = train.TrainConfig(seed=seed, drop=(column,))
+    result = train.train_and_log(train_path, eval_path, config, register=register,
+                                 experiment=DEFAULT_EXPERIMENT, run_name=f"inject-drop-{column}")
+    if result.version is None:  # pragma: no cover - train_and_log registers when asked to
+        raise MlopsError(f"the model without {column!r} was not registered as {register!r}", "pass a registered model name.")
+    return result.version
 
 
 # --------------------------------------------------------------------------------------

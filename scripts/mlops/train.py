@@ -35,11 +35,20 @@ _TRUSTED_TYPES: dict[str, list[str]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train. ``params`` override the estimator's defaults for this project."""
+    """What to train. ``params`` override the estimator's defaults for this project;
+    ``drop`` leaves input columns out of the model (its signature then lacks them)."""
 
     model: ModelKind = "logreg"
     seed: int = 42
     params: dict[str, Any] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+
+    def features(self) -> list[str]:
+        """The input columns the model is trained on, in schema order."""
+        unknown = sorted(set(self.drop) - set(data.FEATURES))
+        if unknown:
+            raise MlopsError(f"cannot drop unknown input column(s) {unknown}", f"choose from {list(data.FEATURES)}.")
+        return [column for column in data.FEATURES if column not in self.drop]
 
     def estimator_params(self) -> dict[str, Any]:
         if self.model == "logreg":
@@ -76,10 +85,12 @@ def build_pipeline(config: TrainConfig) -> Pipeline:
         classifier: Any = LogisticRegression(random_state=config.seed, **params)
     else:
         classifier = HistGradientBoostingClassifier(random_state=config.seed, **params)
+    kept = config.features()
     preprocess = ColumnTransformer(
         [
-            ("numeric", StandardScaler(), list(data.NUMERIC)),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(data.CATEGORICAL)),
+            ("numeric", StandardScaler(), [c for c in data.NUMERIC if c in kept]),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+             [c for c in data.CATEGORICAL if c in kept]),
         ]
     )
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
@@ -91,7 +102,7 @@ def fit(frame: pd.DataFrame, config: TrainConfig = TrainConfig()) -> Pipeline:
     if frame[data.LABEL].nunique() < 2:
         raise MlopsError("the training set has a single label", f"training needs examples of each of {list(data.LABELS)}.")
     np.random.seed(config.seed)
-    return build_pipeline(config).fit(data.features(frame), frame[data.LABEL])
+    return build_pipeline(config).fit(frame[config.features()], frame[data.LABEL])
 
 
 def pip_requirements() -> list[str]:
@@ -129,13 +140,14 @@ def train_and_log(
     evaluation = evaluate(model, eval_frame)
 
     target_experiment = experiment_id(experiment)
-    example = data.features(eval_frame).head(5)
+    example = eval_frame[config.features()].head(5)
     signature = infer_signature(example, model.predict(example))
     with mlflow.start_run(experiment_id=target_experiment, run_name=run_name or f"{config.model}-seed{config.seed}") as run:
         mlflow.log_params(
             {
                 "model": config.model,
                 "seed": config.seed,
+                **({"dropped_columns": ",".join(config.drop)} if config.drop else {}),
                 **{f"clf.{key}": value for key, value in config.estimator_params().items()},
                 "train_rows": len(train_frame),
                 "train_file": Path(train_path).name,
