@@ -15,11 +15,11 @@ export DO_NOT_TRACK := true
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab labs check grade baseline baseline-check bench clean clean-workspaces
+.PHONY: help venv book test lint lab labs check grade baseline baseline-check bench clean clean-workspaces
 
 help:
 	@echo "make book    build the book into _build/html (main job)"
-	@echo "make test    run every test"
+	@echo "make test    run every test (ruff and mypy first: make lint)"
 	@echo "make lab     open the labs in JupyterLab"
 	@echo "make labs    regenerate labs/ from solutions/"
 	@echo "make check LAB=00   score your lab notebook in a fresh kernel"
@@ -29,12 +29,13 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	@# Make `import scripts.mlops` work from any folder without sys.path edits.
-	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'mlops_labs.pth').write_text(str(pathlib.Path.cwd()) + '\n')"
+	@# The toolkit itself, editable: `import scripts.mlops` works from any folder, no sys.path edits.
+	@rm -f $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/mlops_labs.pth
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlops labs)" > /dev/null
 	@touch $(STAMP)
 
@@ -42,9 +43,15 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
-# Two workers: notebooks (nbval) and the grader's batches keep both cores busy.
-test: $(STAMP)
+# Static checks first (seconds), then two workers: notebooks (nbval) and the grader's batches
+# keep both cores busy.
+test: $(STAMP) lint
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scripts tests bench
+	$(VENV)/bin/ruff format --check scripts/mlops
+	$(VENV)/bin/mypy
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab labs/
@@ -57,10 +64,10 @@ check: $(STAMP)
 	$(PY) -m scripts.grading check $(wildcard labs/$(LAB)-*.ipynb)
 
 baseline: $(STAMP)
-	$(PY) -m scripts.mlops.baseline_refresh
+	$(PY) -m scripts.mlops baseline-refresh
 
 baseline-check: $(STAMP)
-	$(PY) -m scripts.mlops.baseline_refresh --check
+	$(PY) -m scripts.mlops baseline-refresh --check
 
 bench: $(STAMP)
 	$(PY) bench/run.py

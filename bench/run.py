@@ -47,7 +47,7 @@ def _median_run(path: Path, repeats: int) -> list[float]:
         with tempfile.TemporaryDirectory() as scratch:
             copy = Path(scratch) / path.name
             shutil.copy(path, copy)
-            times.append(_time(lambda: run(copy)))
+            times.append(_time(lambda copy=copy: run(copy)))
     return times
 
 

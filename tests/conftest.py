@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from scripts.mlops import baseline_refresh, data
 from scripts.mlops.workspace import Workspace, open_workspace
-from tests.support import Production
+from tests.support import Production, TrainedFactory, TrainedWorkspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,3 +82,34 @@ def prod(production: Production, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
     monkeypatch.setenv("MLOPS_WORKSPACE_ROOT", str(production.root))
     open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
     yield production
+
+
+@pytest.fixture(scope="module")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Path]) -> TrainedFactory:
+    """Factory: ``trained_workspace(name, seeds=(42,), aliases={})`` trains one logreg version per seed.
+
+    Version ``i + 1`` is trained with ``seeds[i]``; ``aliases`` maps alias -> version and is
+    set through the promotion history (actor "test"). Training happens once per module; each
+    test re-enters the workspace with ``.enter(monkeypatch)``.
+    """
+    from scripts.mlops import promotion
+    from scripts.mlops.train import TrainConfig, train_and_log
+
+    def make(name: str, *, seeds: Sequence[int] = (42,), aliases: Mapping[str, int] | None = None,
+             model: str = "churn-classifier") -> TrainedWorkspace:
+        root = tmp_path_factory.mktemp(name)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)
+            patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            patch.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
+            open_workspace(name)
+            runs = {}
+            for index, seed in enumerate(seeds, start=1):
+                result = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg", seed=seed),
+                                       register=model)
+                runs[index] = result.run_id
+            for alias, version in (aliases or {}).items():
+                promotion.promote(model, version, alias, actor="test")
+        return TrainedWorkspace(root, name, model, runs)
+
+    return make

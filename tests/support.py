@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 
 @dataclass(frozen=True)
@@ -17,3 +22,26 @@ class Production:
     @property
     def eval_path(self) -> Path:
         return self.datasets["eval"]
+
+
+@dataclass(frozen=True)
+class TrainedWorkspace:
+    """A workspace with trained, registered versions (see the ``trained_workspace`` factory fixture)."""
+
+    root: Path
+    name: str
+    model: str
+    runs: dict[int, str]
+
+    def enter(self, monkeypatch: "pytest.MonkeyPatch") -> None:
+        """Make this the current folder and MLflow's store for one test."""
+        from scripts.mlops.workspace import open_workspace
+
+        monkeypatch.chdir(self.root)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
+        open_workspace(self.name, fresh=False)
+
+
+#: ``trained_workspace(name, seeds=(42,), aliases={})`` (the fixture in tests/conftest.py).
+TrainedFactory = Callable[..., TrainedWorkspace]

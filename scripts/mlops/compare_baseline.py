@@ -6,7 +6,8 @@ Exit status: **0** every bucket is within the tolerance (one summary line is pri
 **2** at least one bucket dropped by more than the tolerance, is missing, or holds a bad
 number, or the two files were evaluated on different data (a Markdown table of the failing
 rows is printed); **1** the input is unusable (missing file, invalid JSON, missing keys, a
-bad option) and nothing was compared.
+bad option) and nothing was compared. ``python -m scripts.mlops compare-baseline`` is the same
+command.
 
 The rules (``candidate >= baseline - tolerance`` with a float epsilon, small slices fail
 unless ``--allow-small-slices``) are :mod:`scripts.mlops.gate`'s :class:`SliceRegression`
@@ -15,20 +16,11 @@ and :class:`EvalSetMatch` checks; this module only reads files and prints.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 from . import gate
-from .errors import MlopsError
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 1 (unusable input); argparse's default 2 would read as "regression"."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(gate.EXIT_UNUSABLE, f"{self.prog}: error: {message}\n")
 
 
 def compare(
@@ -40,7 +32,7 @@ def compare(
     allow_small_slices: bool = False,
 ) -> gate.GateReport:
     """Run the eval-set fingerprint and per-slice regression checks on two documents."""
-    checks = [
+    checks: list[gate.Check] = [
         gate.EvalSetMatch(),
         gate.SliceRegression(tolerance=tolerance, min_slice_size=min_slice_size, allow_small_slices=allow_small_slices),
     ]
@@ -55,8 +47,14 @@ def failure_table(report: gate.GateReport) -> str:
         if rows:
             lines += gate.slice_markdown(rows).splitlines()[2:]
         elif result.name == gate.EvalSetMatch.name:
-            cells = ["eval_set_hash", result.details.get("baseline"), result.details.get("candidate"), "-",
-                     "must match", "different evaluation sets: the numbers are not comparable"]
+            cells = [
+                "eval_set_hash",
+                result.details.get("baseline"),
+                result.details.get("candidate"),
+                "-",
+                "must match",
+                "different evaluation sets: the numbers are not comparable",
+            ]
             lines.append("| " + " | ".join(gate.markdown_cell(cell) for cell in cells) + " |")
         else:  # a check-level failure, e.g. no buckets at all
             lines.append(f"| ({result.name}) | - | - | - | - | {gate.markdown_cell(result.reason)} |")
@@ -83,46 +81,16 @@ def summary_line(report: gate.GateReport, baseline: Mapping[str, Any], tolerance
     rows = report[gate.SliceRegression.name].details["rows"]
     compared = [row for row in rows if row["status"] == "pass"]
     worst = max(compared, key=lambda row: row["drop"])
-    line = (f"PASS: all {len(compared)} buckets within {tolerance:g} of {baseline.get('model', 'the baseline')} "
-            f"v{baseline.get('version', '?')} (largest drop: {worst['slice']} {worst['drop']:+.4f}); "
-            f"eval set {str(baseline.get('eval_set_hash'))[:19]}...")
+    line = (
+        f"PASS: all {len(compared)} buckets within {tolerance:g} of {baseline.get('model', 'the baseline')} "
+        f"v{baseline.get('version', '?')} (largest drop: {worst['slice']} {worst['drop']:+.4f}); "
+        f"eval set {str(baseline.get('eval_set_hash'))[:19]}..."
+    )
     skipped = [f"{row['slice']} (n={row['n']})" for row in rows if row["status"] == "skipped"]
     return line + (f"; skipped as too small: {', '.join(skipped)}" if skipped else "")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m scripts.mlops.compare_baseline", description=__doc__.splitlines()[0])
-    parser.add_argument("--candidate", required=True, help="the candidate's evaluation JSON")
-    parser.add_argument("--baseline", required=True, help="the baseline evaluation JSON (eval_baseline.json)")
-    parser.add_argument("--tolerance", type=float, default=gate.DEFAULT_TOLERANCE,
-                        help=f"allowed drop per bucket (default {gate.DEFAULT_TOLERANCE})")
-    parser.add_argument("--min-slice-size", type=int, default=gate.DEFAULT_MIN_SLICE_SIZE,
-                        help="buckets with fewer rows fail as too small to judge "
-                        f"(default {gate.DEFAULT_MIN_SLICE_SIZE})")
-    parser.add_argument("--allow-small-slices", action="store_true",
-                        help="skip (and report) buckets below the minimum size instead of failing them")
-    return parser
+if __name__ == "__main__":  # the seed's spelling: python -m scripts.mlops.compare_baseline ...
+    from .cli import main
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        baseline = gate.load_evaluation(args.baseline, "baseline")
-        candidate = gate.load_evaluation(args.candidate, "candidate")
-        report = compare(candidate, baseline, tolerance=args.tolerance, min_slice_size=args.min_slice_size,
-                         allow_small_slices=args.allow_small_slices)
-    except MlopsError as exc:
-        print(f"error: {exc.problem}", file=sys.stderr)
-        if exc.fix:
-            print(f"fix: {exc.fix}", file=sys.stderr)
-        return gate.EXIT_UNUSABLE
-    if report.passed:
-        print(summary_line(report, baseline, args.tolerance))
-        return gate.EXIT_PASS
-    print(failure_line(report, args.tolerance) + "\n")
-    print(failure_table(report))
-    return gate.EXIT_FAIL
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["compare-baseline", *sys.argv[1:]]))

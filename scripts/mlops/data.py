@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,7 @@ FROZEN_EVAL_SHA256 = "sha256:dfbec59bd7f8492e88b60a0b8e07cbef24dea42b3feb13e10ee
 
 # Per-segment behaviour: label noise (probability a label is flipped), contract mix,
 # monthly charges (mean, sd) and a churn propensity offset.
-_SEGMENT_TRAITS: dict[str, dict[str, object]] = {
+_SEGMENT_TRAITS: dict[str, dict[str, Any]] = {
     "consumer": {"noise": 0.04, "contracts": (0.55, 0.25, 0.20), "charges": (70.0, 18.0), "offset": 0.0},
     "small_business": {"noise": 0.07, "contracts": (0.35, 0.35, 0.30), "charges": (95.0, 25.0), "offset": -0.3},
     "student": {"noise": 0.10, "contracts": (0.80, 0.15, 0.05), "charges": (45.0, 12.0), "offset": 0.5},
@@ -112,7 +113,7 @@ def generate(batch: str | BatchSpec) -> pd.DataFrame:
         shares[0] += spec.month_to_month_boost
         shares /= shares.sum()
         contract[mask] = rng.choice(np.array(CATEGORY_VALUES["contract"]), size=mask.sum(), p=shares)
-        mean, sd = traits["charges"]  # type: ignore[misc]
+        mean, sd = traits["charges"]
         charges[mask] = rng.normal(mean * spec.charge_factor, sd, size=mask.sum())
         offset[mask] = traits["offset"]
         noise[mask] = traits["noise"]
@@ -264,7 +265,9 @@ def load(path: str | Path, *, require_label: bool = True) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"data file {path} is empty", "regenerate it with `python -m scripts.mlops data`.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"data file {path} is not a readable CSV: {exc}", "check that the file is a CSV export.") from None
+        raise DataError(
+            f"data file {path} is not a readable CSV: {exc}", "check that the file is a CSV export."
+        ) from None
     return validate(frame, source=str(path), require_label=require_label)
 
 

@@ -25,3 +25,8 @@ class DataError(MlopsError):
 
 class RegistryError(MlopsError):
     """A registered model, version or alias does not exist (or cannot be reached)."""
+
+
+#: The toolkit's exit codes: 0 done (or passed), 2 refused (a gate, a comparison or an audit
+#: said no), 1 unusable input (nothing was judged). argparse's own usage errors map to 1 too.
+EXIT_OK, EXIT_UNUSABLE, EXIT_REFUSED = 0, 1, 2

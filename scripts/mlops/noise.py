@@ -62,17 +62,19 @@ class NoiseStudy:
             values = self.refits[column].astype(float)
             source = self.reference["overall"] if column == OVERALL else self.reference["buckets"][column]
             reference = float(source["accuracy"])
-            rows.append({
-                "slice": column,
-                "n": int(source["n"]),
-                "reference": reference,
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)),
-                "min": float(values.min()),
-                "max": float(values.max()),
-                "range": float(values.max() - values.min()),
-                "worst_drop": reference - float(values.min()),
-            })
+            rows.append(
+                {
+                    "slice": column,
+                    "n": int(source["n"]),
+                    "reference": reference,
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)),
+                    "min": float(values.min()),
+                    "max": float(values.max()),
+                    "range": float(values.max() - values.min()),
+                    "worst_drop": reference - float(values.min()),
+                }
+            )
         return pd.DataFrame(rows, columns=["slice", *SPREAD_COLUMNS]).set_index("slice")
 
 
@@ -108,8 +110,10 @@ def measure_noise(
     refit on the 6,000-row training set.
     """
     if isinstance(refits, bool) or not isinstance(refits, int) or refits < 2:
-        raise MlopsError(f"refits must be a whole number >= 2, got {refits!r}",
-                         "a spread needs at least two refits; 8-12 give a usable estimate in a few seconds.")
+        raise MlopsError(
+            f"refits must be a whole number >= 2, got {refits!r}",
+            "a spread needs at least two refits; 8-12 give a usable estimate in a few seconds.",
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise MlopsError(f"seed must be a whole number >= 0, got {seed!r}", "pass e.g. seed=0.")
     train_frame = data.validate(train_frame, source="the training set")
@@ -118,8 +122,12 @@ def measure_noise(
     rows = []
     for child in np.random.SeedSequence(seed).spawn(refits):
         evaluation = evaluate(train.fit(bootstrap_sample(train_frame, child), config), eval_frame)
-        rows.append({**{str(name): bucket["accuracy"] for name, bucket in evaluation["buckets"].items()},
-                     OVERALL: evaluation["overall"]["accuracy"]})
+        rows.append(
+            {
+                **{str(name): bucket["accuracy"] for name, bucket in evaluation["buckets"].items()},
+                OVERALL: evaluation["overall"]["accuracy"],
+            }
+        )
     slices = sorted(str(name) for name in reference["buckets"])
     table = pd.DataFrame(rows, columns=[*slices, OVERALL])
     table.index.name = "refit"

@@ -8,8 +8,21 @@ same with the embedded SQLite store and with a tracking server::
                         "actor": "ana", "at": "2026-01-05T10:00:00+00:00",
                         "action": "promote", "reason": "first release"}
 
-Entries are only ever added, never rewritten (each write is read back, and a clash with a
-concurrent writer moves the entry to the next free number).
+**One transaction per move.** Whatever the backend (a SQLite file, a tracking server),
+a promotion or rollback holds the model's *promotion lock* while it reads the alias and the
+history, writes the new entry and then moves the alias. The lock is a registered model
+named ``<model>.promotion-lock``: creating a registered model is atomic in every MLflow
+store (a second create fails with ``RESOURCE_ALREADY_EXISTS``), so exactly one process holds
+it; it is deleted when the move is done. Concurrent commands wait for it (up to
+:data:`LOCK_WAIT` seconds) and then fail with a clear error, changing nothing; a lock left by
+a killed process expires after :data:`LOCK_LEASE` seconds. So N concurrent promotions give
+a history with no lost or duplicated entry, an unbroken from -> to chain, and an alias equal
+to its last entry. The entry is written *before* the alias moves: if the alias move fails,
+the entry is deleted again; if the process dies in between, the next command finds an entry
+whose move never happened (the alias is still at its ``from_version``) and removes it.
+
+Every user-supplied field is bounded (:data:`MAX_ACTOR`, :data:`MAX_REASON`, alias and model
+names) and checked before anything is written.
 
 Rules:
 
@@ -23,21 +36,31 @@ Rules:
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import getpass
 import json
+import os
 import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from . import registry
 from .errors import MlopsError, RegistryError
 
 TAG_PREFIX = "promotion."
 _TAG_PATTERN = re.compile(r"^promotion\.(\d+)$")
-_ALIAS_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAX_REASON = 1000
+MAX_ACTOR = 200
+#: Suffix of the registered model that serves as a model's promotion lock.
+LOCK_SUFFIX = registry.INTERNAL_SUFFIX
+#: Seconds a command waits for another promotion of the same model to finish.
+LOCK_WAIT = 30.0
+#: Seconds after which a lock is considered abandoned (its holder died) and may be taken over.
+LOCK_LEASE = 60.0
 Action = Literal["promote", "rollback"]
 Clock = Callable[[], datetime]
 
@@ -102,52 +125,7 @@ class PromotionResult:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _registry_error(exc: Exception) -> RegistryError:
-    import mlflow
-
-    first_line = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0][:300]
-    return RegistryError(
-        f"the model registry at {mlflow.get_registry_uri()!r} cannot be used: {first_line}",
-        "point MLflow at a store with a model registry: open a lab workspace "
-        "(open_workspace(...), a sqlite:/// database) or set MLFLOW_TRACKING_URI to a running "
-        "tracking server (http://HOST:PORT).",
-    )
-
-
-def _client():
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.MlflowClient()
-    except MlflowException as exc:
-        raise _registry_error(exc) from None
-
-
-def _require_model(model: str) -> Any:
-    """The registered model ``model`` (with its tags); RegistryError listing known models if absent."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client()
-    try:
-        return client.get_registered_model(model)
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
-            raise _registry_error(exc) from None
-    registry.require_model(model)  # raises the "no registered model named ..., registered models: [...]" error
-    raise RegistryError(f"no registered model named {model!r}")  # pragma: no cover - require_model raised
-
-
-def _check_alias(alias: str) -> None:
-    if not _ALIAS_PATTERN.match(alias or "") or alias.lower() == "latest" or re.fullmatch(r"v\d+", alias):
-        raise MlopsError(
-            f"invalid alias {alias!r}",
-            "use a word such as 'staging' or 'production' (letters, digits, '_' and '-'; "
-            "not 'latest' and not 'v<number>', which MLflow reserves).",
-        )
+    return datetime.now(UTC)
 
 
 def _entries(tags: dict[str, str]) -> list[PromotionEntry]:
@@ -166,39 +144,104 @@ def _entries(tags: dict[str, str]) -> list[PromotionEntry]:
 
 def history(model: str, alias: str | None = None) -> list[PromotionEntry]:
     """Every recorded alias move of ``model`` (only ``alias``'s when given), oldest first."""
-    entries = _entries(dict(_require_model(model).tags or {}))
+    entries = _entries(dict(registry.get_model(model).tags or {}))
     return [entry for entry in entries if alias is None or entry.alias == alias]
 
 
-def _current(model: str, alias: str) -> int | None:
-    """The version ``model@alias`` points at, or None when the alias is not set."""
-    aliases = getattr(_require_model(model), "aliases", None) or {}
-    return int(aliases[alias]) if alias in aliases else None
+# --- the promotion lock -------------------------------------------------------------------
 
 
-def _append(model: str, entry: PromotionEntry) -> PromotionEntry:
-    """Write ``entry`` under a tag nobody has used; re-number it if a concurrent writer took its slot."""
-    from mlflow.exceptions import MlflowException
+def lock_name(model: str) -> str:
+    """The registered model whose existence means "a promotion of ``model`` is in progress"."""
+    return f"{model}{LOCK_SUFFIX}"
 
-    client = _client()
-    for _ in range(20):
-        taken = {e.seq for e in history(model)}
-        if entry.seq in taken:
-            entry = PromotionEntry(**{**asdict(entry), "seq": max(taken) + 1})
-            continue
+
+def _lock_age(client: Any, name: str) -> float | None:
+    """Seconds since the lock ``name`` was taken, or None if it vanished meanwhile.
+
+    The age comes from the registered model's own ``creation_timestamp``, written in the same
+    row as the lock itself (a tag might not be visible yet to a concurrent reader).
+    """
+    try:
+        lock = client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - released between our create attempt and this read
+        return None
+    created = getattr(lock, "creation_timestamp", None)
+    return time.time() - created / 1000.0 if created else 0.0
+
+
+@contextlib.contextmanager
+def promotion_lock(model: str, *, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold ``model``'s promotion lock for the duration of the block (see the module docstring)."""
+    client = registry.client()
+    name = lock_name(model)
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
         try:
-            client.set_registered_model_tag(model, entry.tag, entry.to_json())
-            stored = client.get_registered_model(model).tags.get(entry.tag)
-        except MlflowException as exc:
-            raise _registry_error(exc) from None
-        if stored == entry.to_json():
-            return entry
-        # Another writer used the same number at the same moment: take the next one. Its entry
-        # was written after ours, so ours is re-written (as the next number), never lost.
-    raise RegistryError(
-        f"could not record the promotion of {model}@{entry.alias} (too many concurrent writers)",
-        "retry the command; the alias itself has already moved.",
-    )
+            client.create_registered_model(
+                name,
+                tags={"holder": holder, "taken_at": f"{time.time():.3f}"},
+                description=f"Held while a promotion of {model!r} is recorded.",
+            )
+            break
+        except Exception as exc:  # noqa: BLE001
+            code = str(getattr(exc, "error_code", ""))
+            # ALREADY_EXISTS: someone holds it. DOES_NOT_EXIST: the store saw the clash, then the
+            # holder released the lock before the store's own read-back. Both mean "try again".
+            contended = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
+            if not any(word in code for word in contended) and "database is locked" not in str(exc):
+                raise registry.translate(exc, f"lock the promotion history of {model!r}") from None
+        age = _lock_age(client, name)
+        if age is not None and age > LOCK_LEASE:  # abandoned by a process that died
+            with contextlib.suppress(Exception):
+                client.delete_registered_model(name)
+            continue
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"another promotion of {model!r} is in progress (its lock {name!r} is held); nothing was changed",
+                f"retry in a moment. If no promotion is running, the lock expires {LOCK_LEASE:.0f} s after it was "
+                "taken.",
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.delete_registered_model(name)
+
+
+# --- moves --------------------------------------------------------------------------------
+
+
+def _check_fields(alias: str, actor: str | None, reason: str | None) -> None:
+    registry.check_alias(alias)
+    if actor is not None and (not actor.strip() or len(actor) > MAX_ACTOR):
+        raise MlopsError(
+            f"the actor must be 1 to {MAX_ACTOR} characters, got {len(actor)}",
+            "pass a login name or a short name with --actor.",
+        )
+    if reason is not None and len(reason) > MAX_REASON:
+        raise MlopsError(f"the reason is {len(reason)} characters long", f"keep it under {MAX_REASON} characters.")
+
+
+def _settle(model: str, alias: str) -> tuple[list[PromotionEntry], int | None]:
+    """The alias's history and current version, after removing an interrupted move.
+
+    Called with the lock held. An entry whose move never happened (the process died between
+    writing it and moving the alias, so the alias is still at its ``from_version``) is deleted.
+    """
+    client = registry.client()
+    entries = history(model)
+    current = registry.current_version(model, alias)
+    mine = [entry for entry in entries if entry.alias == alias]
+    if mine and mine[-1].to_version != current and mine[-1].from_version == current:
+        with registry.translated(f"repair the promotion history of {model!r}"):
+            client.delete_registered_model_tag(model, mine[-1].tag)
+        entries.remove(mine[-1])
+    return entries, current
 
 
 def _move(
@@ -206,19 +249,16 @@ def _move(
     alias: str,
     version: int,
     previous: int | None,
+    entries: list[PromotionEntry],
     action: Action,
     actor: str | None,
     reason: str | None,
     clock: Clock | None,
 ) -> PromotionResult:
-    from mlflow.exceptions import MlflowException
-
-    if reason is not None and len(reason) > MAX_REASON:
-        raise MlopsError(f"the reason is {len(reason)} characters long", f"keep it under {MAX_REASON} characters.")
-    at = (clock or _utc_now)().astimezone(timezone.utc).isoformat(timespec="seconds")
-    seq = max((e.seq for e in history(model)), default=0) + 1
+    """Write the entry, then move the alias (the lock is held); undo the entry if the move fails."""
+    at = (clock or _utc_now)().astimezone(UTC).isoformat(timespec="seconds")
     entry = PromotionEntry(
-        seq=seq,
+        seq=max((e.seq for e in entries), default=0) + 1,
         alias=alias,
         from_version=previous,
         to_version=version,
@@ -227,11 +267,17 @@ def _move(
         action=action,
         reason=reason,
     )
-    try:  # the alias is the truth, so it moves first; the history records what happened
-        _client().set_registered_model_alias(model, alias, str(version))
-    except MlflowException as exc:
-        raise _registry_error(exc) from None
-    return PromotionResult(model, alias, version, previous, _append(model, entry))
+    client = registry.client()
+    with registry.translated(f"record the move of {model}@{alias}"):
+        client.set_registered_model_tag(model, entry.tag, entry.to_json())
+    try:
+        client.set_registered_model_alias(model, alias, str(version))
+    except Exception as exc:  # noqa: BLE001
+        with contextlib.suppress(Exception):
+            client.delete_registered_model_tag(model, entry.tag)
+        error = registry.translate(exc, f"move {model}@{alias}")
+        raise RegistryError(f"{error.problem}; the alias and the history are unchanged", error.fix) from None
+    return PromotionResult(model, alias, version, previous, entry)
 
 
 def promote(
@@ -243,32 +289,30 @@ def promote(
     reason: str | None = None,
     clock: Clock | None = None,
 ) -> PromotionResult:
-    """Point ``model@alias`` at ``version`` and record the move.
+    """Point ``model@alias`` at ``version`` and record the move, as one transaction.
 
     Idempotent: if the alias already points at ``version``, nothing is changed or recorded
     (the result's ``changed`` is False). ``actor`` defaults to the login name; ``clock``
     (returning an aware datetime) is for tests.
     """
-    _check_alias(alias)
-    _require_model(model)
+    _check_fields(alias, actor, reason)
     registry.get_version(model, int(version))  # lists the existing versions if it does not exist
-    previous = _current(model, alias)
-    if previous == int(version):
-        return PromotionResult(model, alias, int(version), previous, None)
-    return _move(model, alias, int(version), previous, "promote", actor, reason, clock)
+    with promotion_lock(model):
+        entries, previous = _settle(model, alias)
+        if previous == int(version):
+            return PromotionResult(model, alias, int(version), previous, None)
+        return _move(model, alias, int(version), previous, entries, "promote", actor, reason, clock)
 
 
-def rollback_target(model: str, alias: str) -> PromotionEntry:
-    """The entry a rollback of ``alias`` would undo (the latest one not undone yet)."""
-    entries = history(model, alias)
-    if not entries:
+def _rollback_target(model: str, alias: str, entries: list[PromotionEntry], current: int | None) -> PromotionEntry:
+    mine = [entry for entry in entries if entry.alias == alias]
+    if not mine:
         raise RegistryError(
             f"{model}@{alias} has no promotion history, so there is nothing to roll back to",
             f"rollback only undoes moves made with `python -m scripts.mlops promote`; to point the alias "
             f"somewhere, promote a version: `python -m scripts.mlops promote --model {model} --version N --alias {alias}`.",
         )
-    current = _current(model, alias)
-    latest = entries[-1]
+    latest = mine[-1]
     if current != latest.to_version:
         shown = "unset" if current is None else f"version {current}"
         raise RegistryError(
@@ -278,14 +322,14 @@ def rollback_target(model: str, alias: str) -> PromotionEntry:
             f"`python -m scripts.mlops promote --model {model} --version N --alias {alias}`.",
         )
     stack: list[PromotionEntry] = []
-    for entry in entries:
+    for entry in mine:
         if entry.action == "rollback":
             if stack:
                 stack.pop()
         else:
             stack.append(entry)
     if not stack or stack[-1].from_version is None:
-        first = stack[-1] if stack else entries[0]
+        first = stack[-1] if stack else mine[0]
         raise RegistryError(
             f"{model}@{alias} has nothing earlier to roll back to: entry #{first.seq} set it for the first time "
             f"(to version {first.to_version}) and every later move has been rolled back",
@@ -293,6 +337,12 @@ def rollback_target(model: str, alias: str) -> PromotionEntry:
             f"`python -m scripts.mlops promote --model {model} --version N --alias {alias}`.",
         )
     return stack[-1]
+
+
+def rollback_target(model: str, alias: str) -> PromotionEntry:
+    """The entry a rollback of ``alias`` would undo (the latest one not undone yet)."""
+    registry.check_alias(alias)
+    return _rollback_target(model, alias, history(model), registry.current_version(model, alias))
 
 
 def rollback(
@@ -304,12 +354,15 @@ def rollback(
     clock: Clock | None = None,
 ) -> PromotionResult:
     """Undo the latest not-yet-undone promotion of ``model@alias`` (see the module docstring)."""
-    _check_alias(alias)
-    undone = rollback_target(model, alias)
-    target = int(undone.from_version)  # type: ignore[arg-type]  # rollback_target guarantees it
-    registry.get_version(model, target)  # the version may have been deleted since
-    why = reason or f"rollback of entry #{undone.seq}"
-    return _move(model, alias, target, _current(model, alias), "rollback", actor, why, clock)
+    _check_fields(alias, actor, reason)
+    registry.get_model(model)
+    with promotion_lock(model):
+        entries, current = _settle(model, alias)
+        undone = _rollback_target(model, alias, entries, current)
+        target = int(undone.from_version)  # type: ignore[arg-type]  # _rollback_target guarantees it
+        registry.get_version(model, target)  # the version may have been deleted since
+        why = reason or f"rollback of entry #{undone.seq}"
+        return _move(model, alias, target, current, entries, "rollback", actor, why, clock)
 
 
 def format_history(entries: Sequence[PromotionEntry]) -> str:
@@ -331,55 +384,8 @@ def format_history(entries: Sequence[PromotionEntry]) -> str:
         for e in entries
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
     return "\n".join(lines)
-
-
-# --- command line -------------------------------------------------------------------------
-
-
-def _open(args: argparse.Namespace) -> None:
-    from .workspace import open_workspace
-
-    open_workspace(args.workspace, fresh=False)
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    _open(args)
-    print(promote(args.model, args.version, args.alias, actor=args.actor, reason=args.reason).message)
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    _open(args)
-    print(rollback(args.model, args.alias, actor=args.actor, reason=args.reason).message)
-    return 0
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    _open(args)
-    print(format_history(history(args.model, args.alias)))
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    """Add ``promote``, ``rollback`` and ``history`` to the CLI."""
-    p = subparsers.add_parser("promote", help="point an alias (staging, production, ...) at a model version")
-    p.add_argument("--model", required=True)
-    p.add_argument("--version", required=True, type=int)
-    p.add_argument("--alias", required=True)
-    p.add_argument("--reason", help="why (stored in the promotion history)")
-    p.add_argument("--actor", help="who (default: your login name)")
-    p.set_defaults(func=cmd_promote)
-
-    p = subparsers.add_parser("rollback", help="move an alias back to where it was before its latest promotion")
-    p.add_argument("--model", required=True)
-    p.add_argument("--alias", required=True)
-    p.add_argument("--reason", help="why (stored in the promotion history)")
-    p.add_argument("--actor", help="who (default: your login name)")
-    p.set_defaults(func=cmd_rollback)
-
-    p = subparsers.add_parser("history", help="the promotion history of a model, oldest first")
-    p.add_argument("--model", required=True)
-    p.add_argument("--alias", help="only this alias")
-    p.set_defaults(func=cmd_history)

@@ -1,11 +1,13 @@
-"""Run ``python -m scripts.mlops serve`` as a child process, from a notebook or a test.
+"""Start the model server (:mod:`scripts.mlops.app`) as a child process, from a notebook or a test.
 
 :func:`running_server` (one alias) and :func:`running_servers` (several, started in
-parallel) start the server on ``127.0.0.1`` with ``--port 0`` (the system picks
-a free port, the server prints it), waits until ``/health`` answers (polling with a
-deadline, never a fixed sleep), and **always** stops the process afterwards: terminate, then
-kill after a grace period, also when the body raises or start-up fails. A failed start
-raises :class:`~scripts.mlops.errors.MlopsError` with the end of the server's stderr.
+parallel) bind a listening socket on ``127.0.0.1`` with port 0 (the system picks a free
+port) *in this process* and hand it to the child, so the port is known at once and nothing
+can take it in between. They wait until ``/health`` answers (polling with a deadline, never a
+fixed sleep), read the served version from it, and **always** stop the process afterwards:
+terminate, then kill after a grace period, also when the body raises or start-up fails. A
+failed start raises :class:`~scripts.mlops.errors.MlopsError` with the end of the server's
+stderr.
 
 The child uses the caller's MLflow tracking and registry URIs (relative ``sqlite:///``
 paths are made absolute), so it serves from the same registry the notebook just wrote to.
@@ -16,7 +18,6 @@ As a safety net for notebook kernels, servers still running when Python exits ar
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,16 +25,15 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .errors import MlopsError
 
 HOST = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_READY_LINE = re.compile(r"^serving (?P<uri>\S+) \(version (?P<version>\d+)\) on (?P<url>http://\S+:(?P<port>\d+))\s*$", re.M)
 _POLL = 0.05
 
 
@@ -143,6 +143,7 @@ class _Launch:
 
     model: str
     alias: str
+    port: int
     process: subprocess.Popen[bytes]
     logs: Path
     finalizer: Any
@@ -159,39 +160,43 @@ def _launch(
     cwd: str | Path | None,
     python: str,
 ) -> _Launch:
+    from .app import listening_socket
     from .workspace import active
 
     child_env = {**os.environ, **child_tracking_env(), **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
     child_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     child_env["PYTHONUNBUFFERED"] = "1"
     workspace = active()
+    sock = listening_socket(HOST, 0)
+    port = int(sock.getsockname()[1])
     command = [python, "-m", "scripts.mlops"]
     if workspace is not None:  # the server opens the same workspace folder (the URI comes from env)
         command += ["--workspace", workspace.name]
-    command += ["serve", "--model", model, "--alias", alias, "--host", HOST, "--port", "0"]
+    command += ["serve", "--model", model, "--alias", alias, "--fd", str(sock.fileno())]
 
     logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
-    with (logs / "stdout.log").open("wb") as out, (logs / "stderr.log").open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            cwd=str(cwd) if cwd is not None else None,
-            env=child_env,
-            preexec_fn=_death_signal_hook(),
-        )
+    try:
+        with (logs / "stdout.log").open("wb") as out, (logs / "stderr.log").open("wb") as err:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=str(cwd) if cwd is not None else None,
+                env=child_env,
+                pass_fds=(sock.fileno(),),
+                preexec_fn=_death_signal_hook(),
+            )
+    finally:
+        sock.close()  # the child holds its own copy of the listening socket
     # Safety net: stop the server when Python exits without stop() (e.g. a notebook kernel).
     finalizer = weakref.finalize(process, _stop, process, 2.0)
-    return _Launch(model, alias, process, logs, finalizer)
+    return _Launch(model, alias, port, process, logs, finalizer)
 
 
 def _await(launch: _Launch, timeout: float) -> RunningServer:
     try:
-        server = _wait_until_healthy(
-            launch.process, launch.model, launch.alias, launch.logs / "stdout.log", launch.logs / "stderr.log", timeout
-        )
+        server = _wait_until_healthy(launch, timeout)
     except BaseException:
         launch.abort()
         raise
@@ -219,43 +224,38 @@ def start_server(
     return _await(_launch(model, alias, env, cwd, python), timeout)
 
 
-def _wait_until_healthy(
-    process: subprocess.Popen[bytes],
-    model: str,
-    alias: str,
-    out_path: Path,
-    err_path: Path,
-    timeout: float,
-) -> RunningServer:
+def _wait_until_healthy(launch: _Launch, timeout: float) -> RunningServer:
+    """Poll ``/health`` until it answers 200 for the right model, the child exits, or time runs out."""
     import httpx
 
     deadline = time.monotonic() + timeout
-    server: RunningServer | None = None
+    url = f"http://{HOST}:{launch.port}"
+    err_path = launch.logs / "stderr.log"
 
     def failure(what: str) -> MlopsError:
         tail = _tail(err_path) or "(no output on stderr)"
         return MlopsError(
-            f"the server for models:/{model}@{alias} {what}. Its stderr ended with:\n{tail}",
+            f"the server for models:/{launch.model}@{launch.alias} {what}. Its stderr ended with:\n{tail}",
             "read the server's error above; `python -m scripts.mlops serve --model "
-            f"{model} --alias {alias} --port 0` shows the same in a terminal.",
+            f"{launch.model} --alias {launch.alias} --port 0` shows the same in a terminal.",
         )
 
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise failure(f"exited with status {process.returncode} before it became healthy")
-        if server is None:
-            match = _READY_LINE.search(out_path.read_text(errors="replace"))
-            if match is not None:
-                server = RunningServer(
-                    model, alias, match["url"], int(match["port"]), int(match["version"]), process
-                )
-        if server is not None:
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if launch.process.poll() is not None:
+                raise failure(f"exited with status {launch.process.returncode} before it became healthy")
             try:
-                if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
-                    return server
+                response = http.get(f"{url}/health")
             except httpx.HTTPError:
-                pass  # not accepting yet: retry until the deadline
-        time.sleep(_POLL)
+                response = None  # the socket accepts, but the app is still loading: retry
+            if response is not None and response.status_code == 200:
+                health = response.json()
+                if health.get("model") != launch.model or health.get("alias") != launch.alias:
+                    raise failure(f"answered /health for {health.get('model')}@{health.get('alias')}")
+                return RunningServer(
+                    launch.model, launch.alias, url, launch.port, int(health["version"]), launch.process
+                )
+            time.sleep(_POLL)
     raise failure(f"was not healthy within {timeout:.0f} s")
 
 

@@ -8,7 +8,7 @@ the training and evaluation files, overall and per-slice accuracy (also as an
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,8 +22,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import data
-from .evaluate import evaluate, to_frame
 from .errors import MlopsError
+from .evaluate import evaluate, to_frame
 
 ModelKind = Literal["logreg", "hgb"]
 MODEL_KINDS: tuple[str, ...] = ("logreg", "hgb")
@@ -89,8 +89,11 @@ def build_pipeline(config: TrainConfig) -> Pipeline:
     preprocess = ColumnTransformer(
         [
             ("numeric", StandardScaler(), [c for c in data.NUMERIC if c in kept]),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-             [c for c in data.CATEGORICAL if c in kept]),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                [c for c in data.CATEGORICAL if c in kept],
+            ),
         ]
     )
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
@@ -100,7 +103,9 @@ def fit(frame: pd.DataFrame, config: TrainConfig = TrainConfig()) -> Pipeline:
     """Fit the pipeline on a validated churn frame. Same frame and config, same model."""
     frame = data.validate(frame, source="the training set")
     if frame[data.LABEL].nunique() < 2:
-        raise MlopsError("the training set has a single label", f"training needs examples of each of {list(data.LABELS)}.")
+        raise MlopsError(
+            "the training set has a single label", f"training needs examples of each of {list(data.LABELS)}."
+        )
     np.random.seed(config.seed)
     return build_pipeline(config).fit(frame[config.features()], frame[data.LABEL])
 
@@ -142,7 +147,9 @@ def train_and_log(
     target_experiment = experiment_id(experiment)
     example = eval_frame[config.features()].head(5)
     signature = infer_signature(example, model.predict(example))
-    with mlflow.start_run(experiment_id=target_experiment, run_name=run_name or f"{config.model}-seed{config.seed}") as run:
+    with mlflow.start_run(
+        experiment_id=target_experiment, run_name=run_name or f"{config.model}-seed{config.seed}"
+    ) as run:
         mlflow.log_params(
             {
                 "model": config.model,
@@ -199,8 +206,3 @@ def experiment_id(name: str) -> str:
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(name)
     return found.experiment_id if found is not None else client.create_experiment(name)
-
-
-def describe(config: TrainConfig) -> dict[str, Any]:
-    """The config as plain data (for printing and logging)."""
-    return {**asdict(config), "params": config.estimator_params()}

@@ -160,6 +160,34 @@ def _forget_cached_stores() -> None:
             cached.cache_clear()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_database(db: Path) -> None:
+    """Refuse a workspace database that is empty or not SQLite, instead of silently replacing it.
+
+    A 0-byte ``mlflow.db`` would otherwise be re-created as an empty registry, hiding the loss
+    of every model in it; a file overwritten with something else would fail later with a raw
+    SQLAlchemy traceback in every command.
+    """
+    if not db.exists():
+        return
+    with db.open("rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if not header:
+        raise MlopsError(
+            f"the registry database {db} is empty (0 bytes): the models it held are gone, or it was never written",
+            "restore mlflow.db from a backup; to start this lab over instead, open the workspace with "
+            "open_workspace(..., fresh=True) (or delete the folder yourself).",
+        )
+    if header != _SQLITE_HEADER:
+        raise MlopsError(
+            f"the registry database {db} is not an SQLite database (it was overwritten or damaged)",
+            "restore mlflow.db from a backup; to start this lab over instead, open the workspace with "
+            "open_workspace(..., fresh=True).",
+        )
+
+
 def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = None) -> Workspace:
     """Create (or reuse) the workspace ``name`` and point MLflow at it.
 
@@ -169,8 +197,11 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
     """
     import mlflow
 
+    from .registry import fail_fast_defaults
+
     global _active
     quiet_mlflow()
+    fail_fast_defaults()
     if not name or any(part in ("", ".", "..") for part in Path(name).parts) or Path(name).is_absolute():
         raise MlopsError(f"invalid workspace name {name!r}", "use a plain folder name such as '00-first-model'.")
     parent = Path(root if root is not None else os.environ.get("MLOPS_WORKSPACE_ROOT", DEFAULT_ROOT))
@@ -181,20 +212,29 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
             "choose another workspace name or root, or move that folder away.",
         )
     _forget_cached_stores()
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text("Created by scripts.mlops.workspace; safe to delete.\n")
-    shown = _display_path(folder)
-    workspace_db = shown / "mlflow.db"
-    (folder / "artifacts").mkdir(exist_ok=True)
-    (folder / "data").mkdir(exist_ok=True)
-
     user_env = {key: os.environ.get(key) for key in _URI_VARIABLES}
     override = user_env["MLFLOW_TRACKING_URI"]
+    try:
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MARKER).is_file():  # written once: a read-only workspace can still be read
+            (folder / MARKER).write_text("Created by scripts.mlops.workspace; safe to delete.\n")
+        (folder / "artifacts").mkdir(exist_ok=True)
+        (folder / "data").mkdir(exist_ok=True)
+        if not override:
+            check_database(folder / "mlflow.db")
+            if not (folder / "mlflow.db").exists():
+                _seed_database(folder / "mlflow.db", folder / "artifacts")
+    except PermissionError as exc:
+        raise MlopsError(
+            f"cannot write the workspace {folder}: permission denied ({exc.filename})",
+            "make the folder writable (check its owner and permissions), or set MLOPS_WORKSPACE_ROOT to a "
+            "folder you can write.",
+        ) from None
+    shown = _display_path(folder)
+    workspace_db = shown / "mlflow.db"
     tracking_uri = override or _sqlite_uri(workspace_db)
-    if not override and not (folder / "mlflow.db").exists():
-        _seed_database(folder / "mlflow.db", folder / "artifacts")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     # MLflow also exports the URI it was given into os.environ (for child processes). A lab's

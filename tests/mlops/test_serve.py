@@ -1,44 +1,32 @@
-"""Serving a registry alias over HTTP (scripts.mlops.serve) and running servers (scripts.mlops.server)."""
+"""Serving a registry alias over HTTP (scripts.mlops.app) and running servers (scripts.mlops.server)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import pytest
 
-from scripts.mlops import cli, data, promotion, serve, workspace
+from scripts.mlops import cli, data, promotion
+from scripts.mlops.app import create_app, listening_socket
 from scripts.mlops.errors import MlopsError, RegistryError
 from scripts.mlops.server import running_server, running_servers
-from scripts.mlops.train import TrainConfig, train_and_log
+from tests.support import TrainedFactory, TrainedWorkspace
 
 MODEL = "churn-classifier"
 
 
 @pytest.fixture(scope="module")
-def registry_ws(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Path]) -> Iterator[dict[str, Any]]:
-    """A module-wide workspace: version 1 (seed 42) @staging, version 2 (seed 7) @production."""
-    root = tmp_path_factory.mktemp("serve")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
-        ws = workspace.open_workspace("serve")
-        first = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg", seed=42), register=MODEL)
-        second = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg", seed=7), register=MODEL)
-        promotion.promote(MODEL, 1, "staging", actor="test")
-        promotion.promote(MODEL, 2, "production", actor="test")
-        yield {"root": root, "ws": ws, "runs": {1: first.run_id, 2: second.run_id}}
+def registry_ws(trained_workspace: TrainedFactory) -> TrainedWorkspace:
+    """Version 1 (seed 42) @staging, version 2 (seed 7) @production."""
+    return trained_workspace("serve", seeds=(42, 7), aliases={"staging": 1, "production": 2})
 
 
 @pytest.fixture(autouse=True)
-def _in_workspace(registry_ws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Re-enter the module's workspace (another module's test may have opened its own)."""
-    monkeypatch.chdir(registry_ws["root"])
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    workspace.open_workspace("serve", fresh=False)
+def _in_workspace(registry_ws: TrainedWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry_ws.enter(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +37,17 @@ def records(datasets: dict[str, Path]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def staging_client(registry_ws: dict[str, Any]) -> Any:
+def staging_client(registry_ws: TrainedWorkspace) -> Any:
     from fastapi.testclient import TestClient
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(registry_ws["root"])
-        workspace.open_workspace("serve", fresh=False)
-        app = serve.create_app(MODEL, "staging")
+        registry_ws.enter(mp)
+        app = create_app(MODEL, "staging")
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
-def test_health_reports_the_loaded_version(staging_client: Any, registry_ws: dict[str, Any]) -> None:
+def test_health_reports_the_loaded_version(staging_client: Any, registry_ws: TrainedWorkspace) -> None:
     response = staging_client.get("/health")
     assert response.status_code == 200
     assert response.json() == {
@@ -68,7 +55,7 @@ def test_health_reports_the_loaded_version(staging_client: Any, registry_ws: dic
         "model": MODEL,
         "alias": "staging",
         "version": 1,
-        "run_id": registry_ws["runs"][1],
+        "run_id": registry_ws.runs[1],
         "model_uri": f"models:/{MODEL}/1",
     }
 
@@ -136,7 +123,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_server_keeps_serving(
 
 def test_unset_alias_refuses_to_start_with_the_command_that_sets_it() -> None:
     with pytest.raises(RegistryError) as excinfo:
-        serve.create_app(MODEL, "canary")
+        create_app(MODEL, "canary")
     assert "no alias 'canary'" in excinfo.value.problem
     assert f"python -m scripts.mlops promote --model {MODEL} --version N --alias canary" in str(excinfo.value.fix)
 
@@ -161,18 +148,18 @@ def test_port_in_use_is_an_error_with_a_fix() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         with pytest.raises(MlopsError, match="cannot listen on 127.0.0.1") as excinfo:
-            serve._bind("127.0.0.1", busy.getsockname()[1]).close()
+            listening_socket("127.0.0.1", busy.getsockname()[1]).close()
     assert "--port 0" in str(excinfo.value.fix)
 
 
 @pytest.mark.slow
-def test_staging_and_production_side_by_side(registry_ws: dict[str, Any], records: list[dict[str, Any]]) -> None:
+def test_staging_and_production_side_by_side(registry_ws: TrainedWorkspace, records: list[dict[str, Any]]) -> None:
     with running_servers(MODEL, ["staging", "production"]) as servers:
         staging, production = servers["staging"], servers["production"]
         assert staging.url.startswith("http://127.0.0.1:") and production.url.startswith("http://127.0.0.1:")
         assert staging.port != production.port
-        assert (staging.health()["version"], staging.health()["run_id"]) == (1, registry_ws["runs"][1])
-        assert (production.health()["version"], production.health()["run_id"]) == (2, registry_ws["runs"][2])
+        assert (staging.health()["version"], staging.health()["run_id"]) == (1, registry_ws.runs[1])
+        assert (production.health()["version"], production.health()["run_id"]) == (2, registry_ws.runs[2])
         for server, version in ((staging, 1), (production, 2)):
             response = server.predict(records)
             assert response.status_code == 200 and response.json()["version"] == version
@@ -184,7 +171,7 @@ def test_staging_and_production_side_by_side(registry_ws: dict[str, Any], record
 
 
 @pytest.mark.slow
-def test_moving_the_alias_and_restarting_serves_the_new_version(registry_ws: dict[str, Any]) -> None:
+def test_moving_the_alias_and_restarting_serves_the_new_version(registry_ws: TrainedWorkspace) -> None:
     with pytest.raises(RuntimeError, match="body failed"):
         with running_server(MODEL, "production") as before:
             assert before.health()["version"] == 2
@@ -195,7 +182,7 @@ def test_moving_the_alias_and_restarting_serves_the_new_version(registry_ws: dic
     try:
         with running_server(MODEL, "production") as after:
             assert after.health()["version"] == 1
-            assert after.health()["run_id"] == registry_ws["runs"][1]
+            assert after.health()["run_id"] == registry_ws.runs[1]
     finally:
         promotion.rollback(MODEL, "production", actor="test")
     assert after.process.poll() is not None

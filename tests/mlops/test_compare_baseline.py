@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from scripts.mlops import baseline_refresh, compare_baseline, data
+from scripts.mlops import baseline_refresh, cli, data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "eval_baseline.json"
 OTHER_HASH = "sha256:" + "ab" * 32
 
@@ -43,7 +43,7 @@ def write(tmp_path: Path):
 
 
 def run(candidate: str, baseline: str, *extra: str) -> int:
-    return compare_baseline.main(["--candidate", candidate, "--baseline", baseline, "--tolerance", "0.02", *extra])
+    return cli.main(["compare-baseline", "--candidate", candidate, "--baseline", baseline, "--tolerance", "0.02", *extra])
 
 
 def test_passing_candidate_prints_one_summary_line(write, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +135,7 @@ def test_bad_options_exit_1(write, capsys: pytest.CaptureFixture[str]) -> None:
     baseline = write("b.json", document(BASE))
     assert run(baseline, baseline, "--tolerance", "nan") == 1
     with pytest.raises(SystemExit) as usage:
-        compare_baseline.main(["--candidate", baseline])
+        cli.main(["compare-baseline", "--candidate", baseline])
     assert usage.value.code == 1
 
 
@@ -165,7 +165,7 @@ def test_committed_baseline_has_the_documented_shape() -> None:
     assert committed["eval_set_hash"] == data.FROZEN_EVAL_SHA256
     assert set(committed["buckets"]) == set(data.SEGMENTS)
     assert sum(bucket["n"] for bucket in committed["buckets"].values()) == committed["overall"]["n"]
-    assert compare_baseline.main(["--candidate", str(COMMITTED), "--baseline", str(COMMITTED)]) == 0
+    assert cli.main(["compare-baseline", "--candidate", str(COMMITTED), "--baseline", str(COMMITTED)]) == 0
 
 
 def test_regenerating_the_baseline_gives_the_committed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,7 +174,7 @@ def test_regenerating_the_baseline_gives_the_committed_file(tmp_path: Path, monk
     monkeypatch.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
     fresh = baseline_refresh.regenerate(tmp_path / "eval_baseline.json")
     assert fresh.read_text() == COMMITTED.read_text(), (
-        "eval_baseline.json is stale: run `python -m scripts.mlops.baseline_refresh` and commit the result")
+        "eval_baseline.json is stale: run `python -m scripts.mlops baseline-refresh` and commit the result")
 
 
 def test_refresh_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -186,9 +186,9 @@ def test_refresh_check_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(baseline_refresh, "regenerate", regenerate)
     copy = tmp_path / "eval_baseline.json"
     copy.write_text(COMMITTED.read_text())
-    assert baseline_refresh.main(["--check", "--out", str(copy)]) == 0
+    assert cli.main(["baseline-refresh", "--check", "--out", str(copy)]) == 0
     copy.write_text(COMMITTED.read_text().replace('"version": 1', '"version": 2'))
-    assert baseline_refresh.main(["--check", "--out", str(copy)]) == 1
+    assert cli.main(["baseline-refresh", "--check", "--out", str(copy)]) == 1
     captured = capsys.readouterr()
     assert '-  "version": 2' in captured.out and '+  "version": 1' in captured.out
     assert "is stale" in captured.err

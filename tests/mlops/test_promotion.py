@@ -5,57 +5,43 @@ from __future__ import annotations
 import itertools
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
 
 import mlflow
 import pytest
 
-from scripts.mlops import cli, promotion, registry, workspace
+from scripts.mlops import cli, promotion, registry
 from scripts.mlops.errors import MlopsError, RegistryError
-from scripts.mlops.train import TrainConfig, train_and_log
+from tests.support import TrainedFactory, TrainedWorkspace
 
 _names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Path]) -> Iterator[dict[str, object]]:
-    """One trained model in a module-wide workspace; tests register fresh models from its artifacts.
-
-    Training once (instead of per test) keeps the module fast; every test still gets its own
-    registered model, so registry state never leaks between tests.
-    """
-    root = tmp_path_factory.mktemp("promotion")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
-        ws = workspace.open_workspace("promotion")
-        result = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="logreg"), register="churn-classifier")
-        yield {"root": root, "ws": ws, "run_id": result.run_id, "source": registry.get_version("churn-classifier", 1).source}
+def trained(trained_workspace: TrainedFactory) -> TrainedWorkspace:
+    """One trained model; tests register fresh models from its artifacts, so no state leaks between them."""
+    return trained_workspace("promotion")
 
 
 @pytest.fixture(autouse=True)
-def _in_workspace(trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Re-enter the module's workspace (another module's test may have opened its own)."""
-    monkeypatch.chdir(trained["root"])
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    workspace.open_workspace("promotion", fresh=False)
+def _in_workspace(trained: TrainedWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained.enter(monkeypatch)
 
 
 @pytest.fixture
-def model(trained: dict[str, object]) -> str:
+def model(trained: TrainedWorkspace) -> str:
     """A fresh registered model with versions 1, 2 and 3 (same artifacts, different versions)."""
     name = f"churn-promo-{next(_names)}"
     client = mlflow.MlflowClient()
     client.create_registered_model(name)
+    source = registry.get_version(trained.model, 1).source
     for _ in range(3):
-        client.create_model_version(name, str(trained["source"]), run_id=str(trained["run_id"]))
+        client.create_model_version(name, source, run_id=trained.runs[1])
     return name
 
 
-def fixed_clock(start: datetime = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)):
+def fixed_clock(start: datetime = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)):
     ticks = itertools.count()
     return lambda: start + timedelta(minutes=next(ticks))
 
@@ -216,7 +202,8 @@ def test_a_tracking_uri_without_a_usable_registry_is_a_registry_error(
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
-    with pytest.raises(RegistryError, match="cannot be used") as excinfo:
+    expected = "cannot open the model registry at" if kind == "file store" else "does not answer"
+    with pytest.raises(RegistryError, match=expected) as excinfo:
         promotion.promote("churn-classifier", 1, "staging")
     assert uri in excinfo.value.problem
     assert "MLFLOW_TRACKING_URI" in str(excinfo.value.fix)

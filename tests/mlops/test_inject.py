@@ -16,7 +16,7 @@ from scripts.mlops.errors import MlopsError
 from scripts.mlops.workspace import open_workspace
 from tests.support import Production
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE_URI = "models:/churn-classifier/1"
 TOLERANCE = inject.CATALOGUE_POLICY["tolerance"]
 
@@ -153,7 +153,7 @@ def test_inject_command_registers_a_deterministic_corruption(prod: Production,
 def test_inject_command_refuses_bad_input(prod: Production, capsys: pytest.CaptureFixture[str], args: list[str],
                                           message: str) -> None:
     argv = {"--base": BASE_URI, "--slice": "enterprise", "--fraction": "0.15", "--seed": "0"}
-    argv.update(dict(zip(args[::2], args[1::2])))
+    argv.update(dict(zip(args[::2], args[1::2], strict=True)))
     flat = [item for pair in argv.items() for item in pair]
     assert cli.main(["--workspace", baseline_refresh.WORKSPACE, "inject", *flat, "--register", "x"]) == 1
     err = capsys.readouterr().err
@@ -164,13 +164,14 @@ def test_threshold_shift_needs_a_scikit_learn_base(prod: Production, outcomes: d
     import mlflow
 
     from scripts.mlops import registry
+    from scripts.mlops.inject.wrappers import ThresholdShift
 
     wrapped = next(info for info in registry.versions("churn-classifier")
                    if "sklearn" not in mlflow.models.get_model_info(info.uri).flavors)  # e.g. the identity wrapper
     with pytest.raises(MlopsError, match="needs a scikit-learn base model"):
-        inject.register_wrapper(inject.ThresholdShift(0.6), wrapped.uri, register="churn-classifier")
+        inject.register_wrapper(ThresholdShift(0.6), wrapped.uri, register="churn-classifier")
     with pytest.raises(MlopsError, match="threshold must be in"):
-        inject.ThresholdShift(1.5)
+        ThresholdShift(1.5)
 
 
 def test_injections_command_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:

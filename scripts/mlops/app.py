@@ -10,13 +10,15 @@ known values. Problems with the request are answered with 4xx and a message nami
 field; the server keeps serving.
 
 * ``400``: the body is not JSON at all;
-* ``422``: the body is JSON but not ``{"records": [{...}, ...]}`` with valid records;
+* ``422``: the body is JSON but not ``{"records": [{...}, ...]}`` with valid records, or a
+  number is outside what the model can take (:data:`MAX_ABS_NUMBER`);
+* every other 4xx (unknown path, wrong method) has the same ``{"error", "problems"}`` shape;
 * ``500``: the model itself failed on valid input (a bug, never bad input).
 
-From a shell: ``python -m scripts.mlops serve --model NAME --alias ALIAS --port 0``.
+This module is the app; :mod:`scripts.mlops.server` starts it as a child process. From a
+shell: ``python -m scripts.mlops serve --model NAME --alias ALIAS --port 0``.
 """
 
-import argparse
 import socket
 import threading
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ if TYPE_CHECKING:  # imported lazily: the CLI's --help should not pay for FastAP
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_RECORDS = 10_000
+#: Largest magnitude accepted for a numeric feature. No churn feature is meaningful beyond
+#: it, and values near the float limit (~1.8e308) overflow inside the scaler.
+MAX_ABS_NUMBER = 1e12
 
 
 @dataclass(frozen=True)
@@ -44,17 +49,15 @@ class ServedModel:
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+        from .registry import model_uri
 
-
-def promote_hint(model_name: str, alias: str) -> str:
-    return f"python -m scripts.mlops promote --model {model_name} --version N --alias {alias}"
+        return model_uri(self.name, self.version)
 
 
 def load_served(model_name: str, alias: str, *, preload: threading.Thread | None = None) -> ServedModel:
     """Resolve ``model_name@alias`` to a version and load exactly that version.
 
-    ``preload`` is a thread importing the loader's modules (see :func:`_preload`); it is
+    ``preload`` is a thread importing the loader's modules (see :func:`preload_loader`); it is
     joined before loading, so the two never import the same module at once.
     """
     import mlflow
@@ -68,7 +71,7 @@ def load_served(model_name: str, alias: str, *, preload: threading.Thread | None
     except RegistryError as exc:
         raise RegistryError(
             f"cannot serve {model_name}@{alias}: {exc.problem}",
-            f"point the alias at a version first: `{promote_hint(model_name, alias)}`",
+            f"point the alias at a version first: `{registry.promote_hint(model_name, alias)}`",
         ) from None
     if preload is not None:
         preload.join()
@@ -86,14 +89,14 @@ def _field_type(name: str, kind: str) -> Any:
     """The pydantic type of column ``name`` of MLflow type ``kind`` (strict: no string-to-number coercion)."""
     from typing import Annotated
 
-    from pydantic import Field, StrictBool, StrictInt, StrictStr
+    from pydantic import Field, StrictBool, StrictStr
 
     if name in data.CATEGORY_VALUES:
-        return Literal[data.CATEGORY_VALUES[name]]  # type: ignore[valid-type]
+        return Literal[data.CATEGORY_VALUES[name]]
     if kind in ("double", "float"):
-        return Annotated[float, Field(strict=True, allow_inf_nan=False)]
+        return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_NUMBER, le=MAX_ABS_NUMBER)]
     if kind in ("long", "integer"):
-        return StrictInt
+        return Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
     if kind == "boolean":
         return StrictBool
     return StrictStr
@@ -110,7 +113,7 @@ def record_model(served_model: Any) -> Any:
     columns = list(schema.inputs) if schema is not None and schema.has_input_names() else []
     if not columns:  # no signature: fall back to the churn schema
         kinds = {name: "string" if name in data.CATEGORICAL else "double" for name in data.FEATURES}
-        fields = {name: (_field_type(name, kind), ...) for name, kind in kinds.items()}
+        fields: dict[str, tuple[Any, Any]] = {name: (_field_type(name, kind), ...) for name, kind in kinds.items()}
     else:
         fields = {
             str(c.name): (_field_type(str(c.name), str(c.type.name)), ... if getattr(c, "required", True) else None)
@@ -153,6 +156,7 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     served = served or load_served(model_name, alias)
     Record = record_model(served.model)
@@ -168,6 +172,20 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
         version=str(served.version),
     )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={
+                "error": f"{detail}: {request.method} {request.url.path}",
+                "problems": [
+                    {"field": "path", "message": "use GET /health or POST /predict", "type": f"http_{exc.status_code}"}
+                ],
+            },
+            headers=getattr(exc, "headers", None),
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
@@ -176,8 +194,9 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
                 status_code=400,
                 content={
                     "error": "the request body is not valid JSON",
-                    "problems": [{"field": "body", "message": "send JSON such as {\"records\": [{...}]}",
-                                  "type": "json_invalid"}],
+                    "problems": [
+                        {"field": "body", "message": 'send JSON such as {"records": [{...}]}', "type": "json_invalid"}
+                    ],
                 },
             )
         problems = _problems(errors)
@@ -195,12 +214,33 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
             "model_uri": served.uri,
         }
 
-    @app.post("/predict")
-    def predict(body: PredictRequest) -> dict[str, Any]:
-        frame = pd.DataFrame([record.model_dump() for record in body.records], columns=columns)
-        predictions = served.model.predict(frame)
-        values = np.asarray(predictions).tolist() if not isinstance(predictions, pd.DataFrame) else (
-            predictions.to_dict("records")
+    @app.post("/predict", response_model=None)
+    def predict(body: PredictRequest) -> dict[str, Any] | JSONResponse:
+        rows = [record.model_dump() for record in body.records]  # type: ignore[attr-defined]
+        frame = pd.DataFrame(rows, columns=columns)
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                predictions = served.model.predict(frame)
+        except (ValueError, OverflowError, FloatingPointError) as exc:
+            # The request matched the signature, but the model cannot compute on these values
+            # (e.g. a number that overflows inside the pipeline): the client's input, so 4xx.
+            return JSONResponse(
+                status_code=422,
+                content={
+                    "error": f"the model cannot compute on this input: {str(exc).splitlines()[0][:300]}",
+                    "problems": [
+                        {
+                            "field": "records",
+                            "message": "values outside what the model was trained on",
+                            "type": "model_input",
+                        }
+                    ],
+                },
+            )
+        values = (
+            np.asarray(predictions).tolist()
+            if not isinstance(predictions, pd.DataFrame)
+            else (predictions.to_dict("records"))
         )
         return {
             "model": served.name,
@@ -213,7 +253,8 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
     return app
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening; a clear error when the port is taken."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit TCP_NODELAY from the listening socket. Without it, a
@@ -238,14 +279,24 @@ def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = 0,
+    fd: int | None = None,
     preload: threading.Thread | None = None,
 ) -> None:
-    """Load the model, print ``serving models:/NAME@ALIAS (version N) on http://HOST:PORT``, serve until stopped."""
+    """Load the model, print ``serving models:/NAME@ALIAS (version N) on http://HOST:PORT``, serve until stopped.
+
+    ``fd`` is a listening socket inherited from a parent process (see :mod:`scripts.mlops.server`):
+    the parent bound it, so it knows the port before the server starts and no other process
+    can take the port in between.
+    """
     import uvicorn
 
     served = load_served(model_name, alias, preload=preload)
     app = create_app(model_name, alias, served=served)
-    sock = _bind(host, port)
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+        host = sock.getsockname()[0]
+    else:
+        sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving models:/{model_name}@{alias} (version {served.version}) on http://{shown}:{bound}", flush=True)
@@ -256,7 +307,7 @@ def serve(
         sock.close()
 
 
-def _preload() -> threading.Thread:
+def preload_loader() -> threading.Thread:
     """Import the model loader's heavy modules in the background while the registry is read.
 
     Loading a scikit-learn model imports skops, which imports every scikit-learn estimator
@@ -274,23 +325,3 @@ def _preload() -> threading.Thread:
     thread = threading.Thread(target=work, name="preload-model-loader", daemon=True)
     thread.start()
     return thread
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .workspace import open_workspace
-
-    preload = _preload()
-    open_workspace(args.workspace, fresh=False)
-    serve(args.model, args.alias, host=args.host, port=args.port, preload=preload)
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
-    """Add ``serve`` to the CLI."""
-    p = subparsers.add_parser("serve", help="serve models:/NAME@ALIAS over HTTP (/health, /predict)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--alias", required=True)
-    p.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (printed at start)")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST}: this machine only)")
-    p.set_defaults(func=cmd_serve)
-

@@ -16,7 +16,7 @@ from scripts.mlops import data, evaluate, registry, train
 from scripts.mlops.errors import MlopsError, RegistryError
 from scripts.mlops.workspace import Workspace
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_training_is_deterministic(datasets: dict[str, Path]) -> None:

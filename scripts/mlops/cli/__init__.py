@@ -1,0 +1,82 @@
+"""The lab toolkit from a shell: python -m scripts.mlops COMMAND (also installed as mlops).
+
+One file per command group in this package; each defines its sub-commands in
+``register(commands)`` and implements them as ``cmd_*(args) -> int``, calling the library
+(the library never calls the command line). Every command works in a workspace folder
+(``--workspace``, default ``.mlops/cli``) unless ``MLFLOW_TRACKING_URI`` points elsewhere.
+
+Exit codes, the same for every command: **0** done (or passed), **2** refused (a gate or a
+comparison said no), **1** unusable input -- then the command prints exactly one
+``error: ...`` line and one ``fix: ...`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
+
+from ..errors import EXIT_UNUSABLE, MlopsError
+from . import data, gate, inject, models, serve
+
+#: The command groups, in the order ``--help`` lists them.
+GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve)
+
+
+class ToolkitParser(argparse.ArgumentParser):
+    """argparse with the toolkit's exit codes: a usage error is unusable input (1), not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        print(f"fix: see `{self.prog} --help`.", file=sys.stderr)
+        sys.exit(EXIT_UNUSABLE)
+
+
+def print_error(problem: str, fix: str | None) -> None:
+    """The one way a command reports a problem: an ``error:`` line and a ``fix:`` line on stderr."""
+    print(f"error: {problem}", file=sys.stderr)
+    if fix:
+        print(f"fix: {fix}", file=sys.stderr)
+
+
+def build_parser() -> ToolkitParser:
+    parser = ToolkitParser(prog="python -m scripts.mlops", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--workspace", default="cli", help="workspace folder name under .mlops/ (default: cli)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MlopsError as exc:
+        print_error(exc.problem, exc.fix)
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        print_error(
+            f"{exc.strerror or exc}{where}",
+            "check the path and its permissions (--out names a file, `data --out` a folder).",
+        )
+    except KeyboardInterrupt:
+        print_error("interrupted", None)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no raw traceback for a learner
+        if type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3"):
+            from ..registry import translate  # the store failed: say which store and what to do
+
+            error = translate(exc)
+            print_error(error.problem, error.fix)
+            return EXIT_UNUSABLE
+        # Anything else is a bug in the toolkit; the tests fail on this message.
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print_error(
+            f"unexpected {type(exc).__name__}: {first}",
+            "this is a bug in the toolkit, not in your input: please report it with the command you ran.",
+        )
+    return EXIT_UNUSABLE
