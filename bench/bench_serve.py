@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from scripts.mlops import data, promotion, server, workspace
+from scripts.mlops.train import TrainConfig, train_and_log
 
-from scripts.mlops import data, promotion, server, workspace  # noqa: E402
-from scripts.mlops.train import TrainConfig, train_and_log  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 MODEL = "churn-classifier"
 ALIAS = "production"

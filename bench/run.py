@@ -27,10 +27,10 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # bench scripts run from any folder
+from scripts.grading.execute import run
 
-from scripts.grading.execute import run  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 RESULTS = REPO / "bench" / "results"
 

@@ -27,9 +27,8 @@ if TYPE_CHECKING:  # MLflow is imported lazily: `--help` should not pay for it
 #: (7 retries with exponential back-off, 120 s timeout) make an unreachable server look like
 #: a hang of several minutes. A user's own values in the environment are always kept.
 FAIL_FAST_ENV: dict[str, str] = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "4",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 #: Longest name, alias or tag value the toolkit accepts from a user (MLflow's own limits are
 #: larger for some fields and smaller for others; one bound keeps every message readable).
@@ -99,11 +98,17 @@ def promote_hint(name: str, alias: str) -> str:
 
 def check_name(name: str, what: str = "model name") -> str:
     """Refuse names MLflow would store but the toolkit could not query back safely."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not _NAME_PATTERN.match(name):
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > MAX_NAME
+        or not _NAME_PATTERN.match(name)
+        or ("'" in name and '"' in name)  # could not be quoted in a registry search
+    ):
         shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:60]) + "..."
         raise MlopsError(
             f"invalid {what} {shown}",
-            f"use a name without '/', '@' or control characters, at most {MAX_NAME} characters, "
+            f"use a name without '/', '@', control characters or both kinds of quote, at most {MAX_NAME} characters, "
             "e.g. 'churn-classifier'.",
         )
     return name
@@ -263,9 +268,9 @@ def versions(name: str) -> list[VersionInfo]:
     by_version: dict[int, list[str]] = {}
     for alias, version in (model.aliases or {}).items():  # search_model_versions leaves aliases empty
         by_version.setdefault(int(version), []).append(alias)
-    escaped = name.replace("'", "''")
+    quoted = f'"{name}"' if "'" in name else f"'{name}'"  # MLflow's filter strings take either quote
     with translated(f"list the versions of {name!r}"):
-        found = client().search_model_versions(f"name = '{escaped}'")
+        found = client().search_model_versions(f"name = {quoted}")
     infos = [
         VersionInfo(
             v.name, int(v.version), v.run_id or "", tuple(sorted(by_version.get(int(v.version), ()))), v.source or ""

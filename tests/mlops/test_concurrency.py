@@ -13,8 +13,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -36,7 +36,7 @@ WORKER = textwrap.dedent(
     mlflow.set_registry_uri(uri)
     rng = random.Random(seed)
     done = []
-    for round in range(%d):
+    for round in range(ROUNDS):
         alias = rng.choice(["staging", "production"])
         try:
             if rng.random() < 0.3:
@@ -51,8 +51,7 @@ WORKER = textwrap.dedent(
             done.append(f"error: {exc.problem}")
     print(json.dumps(done))
     """
-    % ROUNDS
-)
+).replace("ROUNDS", str(ROUNDS))
 
 
 def _model_with_three_versions(trained: TrainedWorkspace, name: str) -> None:

@@ -181,3 +181,35 @@ def test_injections_command_lists_the_catalogue(capsys: pytest.CaptureFixture[st
         assert injection.name in out
     assert "label_rename         must fail: label_coverage, metric_floor, slice_regression" in out
     assert "identity_wrapper     must pass every check" in out
+
+
+def test_an_injected_model_loads_without_the_repository_on_the_path(
+    prod: Production, outcomes: dict[str, gate.GateReport], tmp_path: Path
+) -> None:
+    """Wrapped models ship the toolkit (code_paths): a process without the repo still loads and runs them."""
+    import mlflow
+
+    from scripts.mlops import registry
+
+    wrapped = next(info for info in registry.versions("churn-classifier")
+                   if mlflow.models.get_model_info(info.uri).flavors.get("python_function", {}).get("code"))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=wrapped.uri, dst_path=str(tmp_path / "model"))
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
+        f"sys.path[:] = [p for p in sys.path if p not in ('', '.', {str(REPO)!r})]\n"
+        "import mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({local!r})\n"
+        f"frame = pd.read_csv({str(prod.eval_path)!r}).drop(columns=['churn']).head(20)\n"
+        "frame = frame.astype({c: float for c in frame.select_dtypes('number').columns})\n"
+        "print(len(model.predict(frame)))\n"
+        "import scripts\n"
+        "print(scripts.__file__)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    count, where = done.stdout.split()[-2:]
+    assert count == "20"
+    assert Path(where).is_relative_to(Path(local)), f"scripts came from {where}, not from the model's code"

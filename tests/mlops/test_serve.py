@@ -102,6 +102,13 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("category as number", lambda r: {"records": [_record(r, contract=2)]}, 422, "records[0].contract"),
     ("unknown category", lambda r: {"records": [_record(r, region="mars")]}, 422, "records[0].region: Input should be 'north', 'south', 'east' or 'west'"),
     ("extra top-level key", lambda r: {"records": r, "debug": True}, 422, "debug: unknown field"),
+    # Finite but huge numbers overflow inside the scaler: refused by the bounds, never a 500.
+    ("huge finite number", lambda r: {"records": [_record(r, late_payments_12m=1.5e308)]}, 422,
+     "records[0].late_payments_12m: Input should be less than or equal to 1000000000000"),
+    ("huge negative number", lambda r: {"records": [_record(r, monthly_charges=-1e300)]}, 422,
+     "records[0].monthly_charges: Input should be greater than or equal to"),
+    ("one bad record in a batch of 1000", lambda r: {"records": [r[0]] * 999 + [_record(r, data_usage_gb=1e308)]},
+     422, "records[999].data_usage_gb"),
 ]
 
 
@@ -196,3 +203,20 @@ def test_running_server_reports_startup_failure_with_the_servers_stderr() -> Non
     message = str(excinfo.value)
     assert "exited with status 1" in message
     assert "no alias 'canary'" in message and f"promote --model {MODEL} --version N --alias canary" in message
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/predict", 405),
+                                                        ("DELETE", "/health", 405)])
+def test_every_4xx_has_the_same_error_shape(staging_client: Any, method: str, path: str, status: int) -> None:
+    response = staging_client.request(method, path)
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"error", "problems"}, body
+    assert path in body["error"] and body["problems"][0]["field"] == "path"
+
+
+def test_numbers_at_the_bound_are_served(staging_client: Any, records: list[dict[str, Any]]) -> None:
+    from scripts.mlops.app import MAX_ABS_NUMBER
+
+    response = staging_client.post("/predict", json={"records": [_record(records, data_usage_gb=MAX_ABS_NUMBER)]})
+    assert response.status_code == 200, response.text

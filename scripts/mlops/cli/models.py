@@ -56,8 +56,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
     from .. import registry
 
     open_cli_workspace(args)
+    found = registry.versions(args.model)
     print(f"{'version':>7}  {'aliases':20s}  run_id")
-    for info in registry.versions(args.model):
+    for info in found:
         print(f"{info.version:>7}  {','.join(info.aliases) or '-':20s}  {info.run_id}")
     return 0
 

@@ -34,6 +34,11 @@ def load_evaluation(path: str | Path, role: str = "evaluation") -> dict[str, Any
         )
     try:
         document = json.loads(path.read_text())
+    except RecursionError:
+        raise DataError(
+            f"the {role} file {path} is too deeply nested to be an evaluation document",
+            "regenerate it with the command that produced it; do not edit it by hand.",
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(
             f"the {role} file {path} is not valid JSON: {exc}",
