@@ -13,6 +13,7 @@ migrated empty database is therefore cached once per MLflow version (in
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -91,6 +92,9 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs every database error with a full traceback before raising it; the raised
+    # exception is what callers see (the toolkit turns it into an error with a fix).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _cache_dir() -> Path:
@@ -226,9 +230,11 @@ def open_workspace(name: str, *, fresh: bool = True, root: str | Path | None = N
             check_database(folder / "mlflow.db")
             if not (folder / "mlflow.db").exists():
                 _seed_database(folder / "mlflow.db", folder / "artifacts")
-    except PermissionError as exc:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         raise MlopsError(
-            f"cannot write the workspace {folder}: permission denied ({exc.filename})",
+            f"cannot write the workspace {folder}: {exc.strerror} ({exc.filename})",
             "make the folder writable (check its owner and permissions), or set MLOPS_WORKSPACE_ROOT to a "
             "folder you can write.",
         ) from None

@@ -185,3 +185,21 @@ def test_the_cli_does_not_import_mlflow_or_pandas_for_help() -> None:
             "print(json.dumps(['mlflow' in sys.modules, 'pandas' in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, timeout=60)
     assert json.loads(done.stdout) == [False, False], done.stderr
+
+
+def test_a_read_only_workspace_reads_and_refuses_writes_clearly(prod: Production, tmp_path: Path) -> None:
+    """A workspace on a read-only mount (bubblewrap's --ro-bind: enforced even for root)."""
+    import shutil
+
+    bwrap = shutil.which("bwrap")
+    assert bwrap, "this test needs bubblewrap (Debian package 'bubblewrap'); `make venv` installs it"
+    shutil.copytree(prod.root / baseline_refresh.WORKSPACE, tmp_path / ".mlops" / "ro")
+    base = [bwrap, "--dev-bind", "/", "/", "--ro-bind", str(tmp_path / ".mlops"), str(tmp_path / ".mlops"),
+            "--chdir", str(tmp_path), sys.executable, "-m", "scripts.mlops", "--workspace", "ro"]
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "MLOPS_WORKSPACE_ROOT")}
+    read = subprocess.run([*base, "history", "--model", MODEL], env=env, capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0, read.stderr
+    write = subprocess.run([*base, "promote", "--model", MODEL, "--version", "1", "--alias", "staging"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert write.returncode == 1, write.stdout + write.stderr
+    assert "read-only" in write.stderr and "fix: " in write.stderr and "Traceback" not in write.stderr, write.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,64 @@ def test_numbers_at_the_bound_are_served(staging_client: Any, records: list[dict
 
     response = staging_client.post("/predict", json={"records": [_record(records, data_usage_gb=MAX_ABS_NUMBER)]})
     assert response.status_code == 200, response.text
+
+
+FUZZ_EXAMPLES = 300
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.slow
+def test_a_bounded_fuzz_of_predict_never_gets_a_5xx(registry_ws: TrainedWorkspace) -> None:
+    """Schemathesis turns the server's own OpenAPI document into valid and invalid requests.
+
+    A fixed example count and ``derandomize`` keep it bounded and repeatable; traffic goes to
+    127.0.0.1 only. No 5xx, every 4xx in the one error shape, ``/health`` fine afterwards.
+    """
+    import httpx
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    with running_server(MODEL, "staging") as server:
+        document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+        operation = schemathesis.openapi.from_dict(document)["/predict"]["POST"]
+        cases = st.one_of(operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+                          operation.as_strategy(schemathesis.GenerationMode.NEGATIVE))
+        statuses: Counter[int] = Counter()
+        rss_before = _rss_kib(server.process.pid)
+
+        @settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=cases)
+        def fuzz(case: schemathesis.Case) -> None:
+            response = case.call(base_url=server.url, timeout=30)
+            statuses[response.status_code] += 1
+            assert response.status_code < 500, f"{response.status_code} for {case.body!r}: {response.text[:500]}"
+            if response.status_code >= 400:
+                assert set(response.json()) == {"error", "problems"}, response.text[:500]
+
+        fuzz()
+        assert server.health()["status"] == "ok"
+        growth = _rss_kib(server.process.pid) - rss_before
+    print(f"\nfuzz: {sum(statuses.values())} requests, status codes {dict(sorted(statuses.items()))}, "
+          f"server RSS growth {growth} KiB")
+    assert sum(statuses.values()) >= FUZZ_EXAMPLES // 2
+    assert statuses[200] > 0 and any(code >= 400 for code in statuses), "both valid and invalid bodies were sent"
+
+
+def test_a_model_name_with_a_space_is_seen_ready(registry_ws: TrainedWorkspace) -> None:
+    """Readiness comes from /health, so any model name works (a parsed banner once needed \\S+)."""
+    client = mlflow.MlflowClient()
+    first = client.get_model_version(MODEL, "1")
+    client.create_registered_model("churn classifier")
+    client.create_model_version("churn classifier", first.source, run_id=first.run_id, model_id=first.model_id)
+    promotion.promote("churn classifier", 1, "staging", actor="test")
+    with running_server("churn classifier", "staging") as server:
+        assert server.health()["model"] == "churn classifier"
+        assert server.version == 1
