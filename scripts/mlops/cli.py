@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_commands = getattr(module, "add_commands", None)
         if add_commands is not None:
             add_commands(commands)
+    from . import ci_commands  # issue 11; moves to scripts/mlops/cli/ at merge
+
+    ci_commands.register(commands)
     return parser
 
 
