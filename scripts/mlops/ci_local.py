@@ -11,6 +11,7 @@ gives a step, in a folder (``--out``)::
     <out>/<job>/<n>-<step>.env        GITHUB_ENV of step n     (added to the job's environment)
     <out>/<job>/summary.md            GITHUB_STEP_SUMMARY, all steps of the job
     <out>/pr-comment.md               what the workflow would have commented on the pull request
+    <out>/run.json                    every job's result and every step's outcome and exit code
 
 It prints what CI would show: each job, each step with its outcome, the steps' output.
 
@@ -49,7 +50,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
@@ -281,7 +282,8 @@ def write_key_value(path: str | Path, name: str, value: str) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         if "\n" in value:
             delimiter = "EOF_" + os.urandom(8).hex()
-            handle.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+            body = value if value.endswith("\n") else value + "\n"  # as on GitHub, one final newline is dropped
+            handle.write(f"{name}<<{delimiter}\n{body}{delimiter}\n")
         else:
             handle.write(f"{name}={value}\n")
 
@@ -340,6 +342,12 @@ class WorkflowRun:
     @property
     def conclusion(self) -> str:
         return "failure" if any(job.result == "failure" for job in self.jobs.values()) else "success"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``<out>/run.json`` holds: the conclusion, and every job's steps with their outcomes."""
+        return {"workflow": str(self.workflow), "conclusion": self.conclusion, "seconds": round(self.seconds, 3),
+                "jobs": {name: {"result": job.result, "outputs": job.outputs,
+                                "steps": [asdict(step) for step in job.steps]} for name, job in self.jobs.items()}}
 
     @property
     def comment(self) -> str | None:
@@ -476,6 +484,7 @@ class Runner:
         for job_id in job_order(document["jobs"]):
             jobs[job_id] = self.run_job(job_id, document["jobs"][job_id], contexts, workflow_env, jobs)
         run = WorkflowRun(self.workflow, self.out, jobs, time.perf_counter() - started)
+        (self.out / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
         self.say(f"\nworkflow {run.conclusion.upper()} in {run.seconds:.1f} s")
         if run.comment is not None:
             self.say(f"pull request comment ({self.out / 'pr-comment.md'}):\n")
