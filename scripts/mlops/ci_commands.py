@@ -240,6 +240,9 @@ def cmd_release_promote(args: argparse.Namespace) -> int:
             print(f"fix: {exc.fix}", file=sys.stderr)
         set_output("comment", f"### Deploy gate: release refused\n\n{exc.problem}")
         return EXIT_REFUSED
+    except MlopsError as exc:  # the comment says why; the CLI prints the error and exits 1
+        set_output("comment", f"### Deploy gate: release failed\n\n{exc.problem}")
+        raise
     print(result.message)
     comment = (f"### Deploy gate: released {result.semver}\n\n`{result.model}` version {result.version} "
                f"({result.sha256}) is now `@{result.alias}`." if result.changed else

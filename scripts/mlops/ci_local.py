@@ -316,6 +316,7 @@ class StepResult:
     seconds: float = 0.0
     note: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    exported: list[str] = field(default_factory=list)  # names the step wrote to GITHUB_ENV
 
 
 @dataclass
@@ -511,13 +512,16 @@ class Runner:
         # MLOPS_WORKSPACE_ROOT keeps the commands' (empty) local workspace folders out of the checkout.
         env = {**self.base_env(), **workflow_env, "RUNNER_TEMP": str(temp), "GITHUB_JOB": job_id,
                "GITHUB_STEP_SUMMARY": str(summary), "MLOPS_WORKSPACE_ROOT": str(folder / "workspaces")}
-        env.update({key: interpolate(value, job_contexts) for key, value in (job.get("env") or {}).items()})
+        job_env = {key: interpolate(value, job_contexts) for key, value in (job.get("env") or {}).items()}
+        env.update(job_env)
+        declared = {**workflow_env, **job_env}  # the `env` context: what the workflow set, not the machine's
         result = JobResult(job_id, "success")
         steps: dict[str, Any] = {}
         step_status = Status()
         for number, step in enumerate(job.get("steps") or [], 1):
-            step_contexts = {**job_contexts, "steps": steps, "env": env}
+            step_contexts = {**job_contexts, "steps": steps, "env": declared}
             outcome = self.run_step(number, step, step_contexts, step_status, env, folder)
+            declared.update({key: env[key] for key in outcome.exported})
             result.steps.append(outcome)
             if outcome.id:
                 steps[outcome.id] = {"outputs": outcome.outputs, "outcome": outcome.outcome,
@@ -525,7 +529,7 @@ class Runner:
             if outcome.outcome == "failure":
                 step_status.failed = True
         result.result = "failure" if step_status.failed else "success"
-        final = {**job_contexts, "steps": steps, "env": env}
+        final = {**job_contexts, "steps": steps, "env": declared}
         result.outputs = {key: interpolate(value, final) for key, value in (job.get("outputs") or {}).items()}
         result.summary = summary.read_text()
         self.say(f"  job {job_id}: {result.result}")
@@ -575,7 +579,9 @@ class Runner:
         result.exit_code = process.wait()
         result.seconds = time.perf_counter() - started
         result.outputs = parse_key_values(output_file.read_text())
-        env.update(parse_key_values(env_file.read_text()))
+        exported = parse_key_values(env_file.read_text())
+        env.update(exported)
+        result.exported = sorted(exported)
         result.outcome = "success" if result.exit_code == 0 else "failure"
         mark = "ok" if result.exit_code == 0 else f"FAILED (exit {result.exit_code})"
         self.say(f"    {mark} in {result.seconds:.1f} s")

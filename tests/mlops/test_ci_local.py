@@ -135,6 +135,7 @@ def candidates(production: Production) -> dict[str, int]:
 
 def _gate(prod: Production, tmp_path: Path, capsys: pytest.CaptureFixture[str], *, version: int, semver: str,
           baseline: Path | None = None) -> tuple[int, dict[str, Any], Path]:
+    """Run the real workflow offline on a candidate file declaring ``version`` as ``semver``."""
     candidate = tmp_path / "candidate.json"
     candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": semver}))
     out = tmp_path / "ci"
@@ -208,3 +209,33 @@ def test_stale_eval_hash_in_the_baseline_fails_fast_at_stage_2(
     assert "Deploy gate failed before the comparison" in (out / "pr-comment.md").read_text()
     assert "Stage 2 failed" in (out / "gate" / "summary.md").read_text()
     assert _state(prod) == before
+
+
+_BROKEN_REGISTRY = """
+import sys
+if "release" in sys.argv:  # only the stage-6 command: MLflow fails while moving the alias
+    from scripts.mlops import promotion
+
+    def promote(*args, **kwargs):
+        raise promotion.RegistryError("the model registry cannot be used: injected failure (database is locked)")
+
+    promotion.promote = promote
+"""
+
+
+@pytest.mark.slow
+def test_an_mlflow_failure_during_promotion_rolls_the_index_back(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_BROKEN_REGISTRY)  # loaded by every step's interpreter
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    before = _state(prod)
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.4.0")
+    assert status == 1 and run["jobs"]["gate"]["result"] == "success"
+    promote = next(s for s in run["jobs"]["release"]["steps"] if s["id"] == "promote")
+    assert (promote["outcome"], promote["exit_code"]) == ("failure", 1)
+    comment = (out / "pr-comment.md").read_text()
+    assert "release failed" in comment and "rolled back" in comment and "injected failure" in comment
+    assert _state(prod) == before  # tags.json, index.jsonl, alias and promotion history as they were
