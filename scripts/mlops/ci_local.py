@@ -356,6 +356,21 @@ class WorkflowRun:
         return path.read_text() if path.is_file() else None
 
 
+def is_one_project_command(command: str) -> bool:
+    """True for a single ``python -m scripts.mlops...`` command: no shell operators outside quotes."""
+    import shlex
+
+    if "\n" in command or "`" in command or "$(" in command or not _PROJECT_COMMAND.match(command):
+        return False
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes
+        return False
+    return not any(token and set(token) <= set("();<>|&") for token in tokens)
+
+
 def load_workflow(path: str | Path) -> dict[str, Any]:
     """Read a workflow file, checking it only uses keys the offline runner knows."""
     import yaml
@@ -559,9 +574,10 @@ class Runner:
             self.say(f"  - {name}: skipped: the local virtual environment is the installed one (make venv)")
             result.outcome, result.note = "success", "install skipped"
             return result
-        if "\n" in command or not _PROJECT_COMMAND.match(command):
+        if not is_one_project_command(command):
             raise WorkflowError(f"step {name!r} runs {command[:60]!r}, which is not one project command",
-                                "make every run: step one `python -m scripts.mlops ...` command.")
+                                "make every run: step one `python -m scripts.mlops ...` command "
+                                "(no ;, &&, ||, pipes, redirections or command substitution).")
         stem = f"{number:02d}-{_slug(step.get('id') or name)}"
         output_file, env_file = folder / f"{stem}.output", folder / f"{stem}.env"
         output_file.touch()

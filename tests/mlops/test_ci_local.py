@@ -72,6 +72,23 @@ def test_step_files_round_trip(tmp_path: Path) -> None:
         ci_local.parse_key_values("body<<EOF\nno end\n")
 
 
+@pytest.mark.parametrize(("command", "ok"), [
+    ('python -m scripts.mlops ci compare --candidate "$RUNNER_TEMP/c.json" --baseline "$B"', True),
+    ("python -m scripts.mlops.compare_baseline --candidate c.json --baseline b.json", True),
+    ("python -m scripts.mlops data --note 'a; b && c | d'", True),  # quoted operators are text
+    ("python -m scripts.mlops data; rm -rf ~", False),
+    ("python -m scripts.mlops data && curl https://example.org", False),
+    ("python -m scripts.mlops data | tee log", False),
+    ("python -m scripts.mlops data > out.txt", False),
+    ("python -m scripts.mlops data $(whoami)", False),
+    ("python -m scripts.mlops data `whoami`", False),
+    ("python -m scripts.mlopsx data", False),
+    ("python -m pip install requests", False),
+])
+def test_one_project_command(command: str, ok: bool) -> None:
+    assert ci_local.is_one_project_command(command) is ok
+
+
 def _workflow(tmp_path: Path, steps: str, top: str = "") -> Path:
     path = tmp_path / "wf.yml"
     path.write_text(f"name: t\non:\n  pull_request:\n    types: [labeled]\n{top}jobs:\n  only:\n"

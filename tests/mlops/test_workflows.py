@@ -59,7 +59,7 @@ def test_deploy_gate_shape() -> None:
     assert document["concurrency"] == {"group": "deploy-gate-churn-classifier", "cancel-in-progress": False}
     assert document["jobs"]["gate"]["permissions"] == {"contents": "read"}  # runs the candidate: read only
     runs = [step["run"] for job in document["jobs"].values() for step in job["steps"] if "run" in step]
-    assert all(run.startswith("python -m scripts.mlops ") or run == "python -m pip install -r requirements.txt"
+    assert all(ci_local.is_one_project_command(run) or run == "python -m pip install -r requirements.txt"
                for run in runs)
     text = DEPLOY_GATE.read_text()
     assert "secrets." not in text and "--force" not in text
