@@ -256,3 +256,40 @@ def test_an_mlflow_failure_during_promotion_rolls_the_index_back(
     comment = (out / "pr-comment.md").read_text()
     assert "release failed" in comment and "rolled back" in comment and "injected failure" in comment
     assert _state(prod) == before  # tags.json, index.jsonl, alias and promotion history as they were
+
+
+@pytest.mark.slow
+def test_two_gates_releasing_the_same_semver_at_once_stay_consistent(
+        prod: Production, candidates: dict[str, int], tmp_path: Path) -> None:
+    """Two pull requests race to release v3.0.0 (version 1 and the clean wrapper: different bytes)."""
+    import threading
+
+    from scripts.mlops.workspace import open_workspace
+
+    ws = open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=prod.root)
+    variables = {"MLFLOW_TRACKING_URI": f"sqlite:///{ws.db.resolve()}",
+                 "MLOPS_RELEASES_DIR": str(prod.root / baseline_refresh.WORKSPACE / "releases")}
+    lines_before = len(release.index_lines(variables["MLOPS_RELEASES_DIR"]))
+    runs: dict[int, ci_local.WorkflowRun] = {}
+
+    def gate(version: int) -> None:
+        candidate = tmp_path / f"candidate-{version}.json"
+        candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": "v3.0.0"}))
+        runs[version] = ci_local.run_workflow(
+            WORKFLOW, repo=REPO, out=tmp_path / f"ci-{version}", variables=variables, stream=io.StringIO(),
+            env={"CANDIDATE_FILE": str(candidate), "BASELINE_FILE": str(prod.baseline)})
+
+    threads = [threading.Thread(target=gate, args=(version,)) for version in (1, candidates["clean"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert set(runs) == {1, candidates["clean"]}
+    won = [v for v, run in runs.items() if run.conclusion == "success"]
+    lost = [v for v, run in runs.items() if run.conclusion == "failure"]
+    assert len(won) == 1 and len(lost) == 1, {v: run.to_dict() for v, run in runs.items()}
+    promote = next(s for s in runs[lost[0]].jobs["release"].steps if s.id == "promote")
+    assert promote.exit_code == 2 and "release refused" in (runs[lost[0]].comment or "")
+    lines = release.index_lines(variables["MLOPS_RELEASES_DIR"])
+    assert len(lines) == lines_before + 1 and lines[-1]["semver"] == "v3.0.0" and lines[-1]["version"] == won[0]
+    assert promotion._current(MODEL, "production") == won[0]
