@@ -29,7 +29,8 @@ would have done (checkout: the working tree at ``repo`` *is* the checkout; setup
 interpreter is ``python``). A ``run:`` step must be one ``python -m scripts.mlops ...`` command
 (or ``python -m scripts.mlops.<module> ...``); the dependency install ``python -m pip install -r
 requirements.txt`` is reported and skipped (the local virtual environment is the installed
-one); ``${{ }}`` inside ``run:`` is refused (values reach commands through ``env:``).
+one); ``${{ }}`` inside ``run:`` is refused (values reach commands through ``env:``). All of this,
+and every expression, is checked before the first step runs (:func:`check_steps`).
 
 **Not emulated** (said again in the chapter): runners, containers and services; ``matrix``,
 ``strategy``, reusable workflows, composite and JavaScript actions (only reported);
@@ -52,7 +53,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Mapping, TextIO
 
 from .errors import MlopsError
 
@@ -399,6 +400,39 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
     return document
 
 
+def check_steps(document: Mapping[str, Any]) -> None:
+    """Refuse, before anything runs, every step and expression the runner would refuse later."""
+    probe: dict[str, Any] = {name: {} for name in _CONTEXTS}
+    for job_id, job in document["jobs"].items():
+        conditions = [job.get("if")]
+        values = [*(job.get("env") or {}).values(), *(job.get("outputs") or {}).values()]
+        for step in job.get("steps") or []:
+            conditions.append(step.get("if"))
+            values += list((step.get("env") or {}).values())
+            if "run" in step:
+                _check_run(step, job_id)
+        for expression in conditions:
+            if isinstance(expression, str):
+                evaluate(expression, probe)
+        for value in values:
+            for inner in re.findall(r"\$\{\{(.*?)\}\}", str(value)):
+                evaluate(inner, probe)
+
+
+def _check_run(step: Mapping[str, Any], job_id: str) -> None:
+    name = str(step.get("name") or step["run"]).splitlines()[0]
+    command = str(step["run"]).strip()
+    if "${{" in command:
+        raise WorkflowError(f"step {name!r} of job {job_id!r} has `${{{{ }}}}` inside `run:`",
+                            "pass the value through the step's `env:` and use \"$NAME\" in the command.")
+    if step.get("shell", "bash") != "bash":
+        raise WorkflowError(f"step {name!r} uses shell {step['shell']!r}", "use the default shell (bash).")
+    if command != _INSTALL_COMMAND and not is_one_project_command(command):
+        raise WorkflowError(f"step {name!r} runs {command[:60]!r}, which is not one project command",
+                            "make every run: step one `python -m scripts.mlops ...` command "
+                            "(no ;, &&, ||, pipes, redirections or command substitution).")
+
+
 def _check_keys(mapping: Any, allowed: set[str], where: str) -> None:
     if not isinstance(mapping, dict):
         raise WorkflowError(f"{where} is not a mapping", "check the indentation.")
@@ -484,7 +518,14 @@ class Runner:
         started = time.perf_counter()
         document = load_workflow(self.workflow)
         _check_trigger(document)
+        check_steps(document)
+        if self.out == self.repo or self.out in self.repo.parents:
+            raise MlopsError(f"the emulation folder {self.out} would contain the checkout {self.repo}",
+                             "pass --out a folder of its own, e.g. .mlops/ci-run.")
         if self.out.exists():
+            if any(self.out.iterdir()) and not (self.out / "event.json").is_file():
+                raise MlopsError(f"{self.out} is not empty and is not an emulation folder, so it was left untouched",
+                                 "pass --out a new or empty folder (it is emptied before every run).")
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         event = self.event()
@@ -564,20 +605,11 @@ class Runner:
             self.say(f"  - {name}: {note} [{action}@{ref[:12]}]")
             result.outcome, result.note = "success", note
             return result
-        command = str(step["run"]).strip()
-        if "${{" in command:
-            raise WorkflowError(f"step {name!r} has `${{{{ }}}}` inside `run:`",
-                                "pass the value through the step's `env:` and use \"$NAME\" in the command.")
-        if step.get("shell", "bash") != "bash":
-            raise WorkflowError(f"step {name!r} uses shell {step['shell']!r}", "use the default shell (bash).")
+        command = str(step["run"]).strip()  # its form was checked by check_steps before the run
         if command == _INSTALL_COMMAND:
             self.say(f"  - {name}: skipped: the local virtual environment is the installed one (make venv)")
             result.outcome, result.note = "success", "install skipped"
             return result
-        if not is_one_project_command(command):
-            raise WorkflowError(f"step {name!r} runs {command[:60]!r}, which is not one project command",
-                                "make every run: step one `python -m scripts.mlops ...` command "
-                                "(no ;, &&, ||, pipes, redirections or command substitution).")
         stem = f"{number:02d}-{_slug(step.get('id') or name)}"
         output_file, env_file = folder / f"{stem}.output", folder / f"{stem}.env"
         output_file.touch()

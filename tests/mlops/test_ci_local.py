@@ -110,6 +110,25 @@ def test_the_runner_refuses_what_it_does_not_emulate(tmp_path: Path, steps: str,
         ci_local.run_workflow(_workflow(tmp_path, steps), repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
 
 
+def test_refusals_come_before_anything_runs(tmp_path: Path) -> None:
+    steps = ("      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/data\"\n"
+             "      - run: python -m scripts.mlops data\n        if: steps.x.outputs.y == 'a' && hashFiles('x')\n")
+    with pytest.raises(WorkflowError, match=r"the function hashFiles\(\)"):
+        ci_local.run_workflow(_workflow(tmp_path, steps), repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+    assert not (tmp_path / "ci").exists()
+
+
+def test_the_emulation_folder_is_never_a_foreign_one(tmp_path: Path) -> None:
+    workflow = _workflow(tmp_path, "      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/d\"\n")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(ci_local.MlopsError, match="left untouched"):
+        ci_local.run_workflow(workflow, repo=REPO, out=tmp_path / "mine", stream=io.StringIO())
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    with pytest.raises(ci_local.MlopsError, match="would contain the checkout"):
+        ci_local.run_workflow(workflow, repo=REPO, out=REPO.parent, stream=io.StringIO())
+
+
 def test_other_triggers_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "wf.yml"
     path.write_text("on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: python -m scripts.mlops data\n")
