@@ -73,6 +73,36 @@ def test_zizmor_offline_reports_nothing() -> None:
     assert result.returncode == 0 and "No findings" in result.stdout, result.stdout + result.stderr
 
 
+_SEED_MISTAKES = """\
+name: seed-as-written
+on:
+  pull_request_target:
+    types: [labeled]
+jobs:
+  gate:
+    runs-on: ubuntu-24.04
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          ref: ${{ github.event.pull_request.head.sha }}
+      - run: echo "${{ github.event.pull_request.title }}"
+"""
+
+
+def test_zizmor_catches_the_mistakes_this_workflow_avoids(tmp_path: Path) -> None:
+    """The linter check is not vacuous: the traps the chapter names are each reported."""
+    zizmor = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or shutil.which("zizmor")
+    assert zizmor
+    bad = tmp_path / "bad.yml"
+    bad.write_text(_SEED_MISTAKES)
+    result = subprocess.run([zizmor, "--offline", "--no-progress", str(bad)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    for audit in ("dangerous-triggers", "template-injection", "unpinned-uses", "artipacked",
+                  "excessive-permissions"):
+        assert f"[{audit}]" in result.stdout, result.stdout
+
+
 def test_actionlint_reports_nothing() -> None:
     actionlint = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
     if actionlint is None:
