@@ -332,7 +332,10 @@ def promote_release(
                 "a semver names one set of bytes forever: give this candidate a new semver in deploy/candidate.json.",
             )
         if released == sha:
-            entry = next(e for e in index.entries if e.semver == semver)
+            entry = next((e for e in index.entries if e.semver == semver), None)
+            if entry is None:
+                raise MlopsError(f"tags.json in {folder} names {semver} but index.jsonl has no line for it",
+                                 "the two files were edited by hand; restore them from a backup.")
             if _version_tag(entry.model, entry.version, semver) == sha:
                 return ReleaseResult(semver, sha, entry.model, entry.version, entry.alias, None, "alias unchanged")
             # The files say released but the MLflow half never happened (a crash between the two):
