@@ -49,7 +49,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check scripts/mlops tests/mlops tests/conftest.py tests/support.py bench/run.py bench/bench_serve.py
+	$(VENV)/bin/ruff check scripts/mlops tests/mlops tests/conftest.py tests/support.py bench/run.py bench/bench_serve.py bench/bench_ci.py
 	$(VENV)/bin/ruff format --check scripts/mlops
 	$(VENV)/bin/mypy
 

@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import NoReturn
 
 from ..errors import EXIT_UNUSABLE, MlopsError
-from . import data, gate, inject, models, serve
+from . import ci, data, gate, inject, models, serve
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve)
+GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve, ci)
 
 
 class ToolkitParser(argparse.ArgumentParser):

@@ -1,0 +1,314 @@
+"""The offline runner: its expression subset and refusals, and the REAL deploy-gate workflow end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.mlops import baseline_refresh, ci_local, cli, inject, promotion, release
+from scripts.mlops.ci_local import Status, WorkflowError
+from tests.support import Production
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOW = REPO / ".github" / "workflows" / "deploy-gate.yml"
+MODEL = "churn-classifier"
+BASE_URI = f"models:/{MODEL}/1"
+
+# ----------------------------------------------------------------------------- expressions (no MLflow)
+
+CONTEXTS = {"steps": {"compare": {"outputs": {"verdict": "Regression"}, "outcome": "failure"}},
+            "needs": {"gate": {"result": "success", "outputs": {"comment": ""}}},
+            "github": {"event": {"label": {"name": "deploy-candidate"}}}, "vars": {}, "env": {"A": "1"}}
+
+
+@pytest.mark.parametrize(("expression", "value"), [
+    ("steps.compare.outputs.verdict == 'regression'", True),  # strings compare case-insensitively
+    ("steps.compare.outputs.verdict != 'pass'", True),
+    ("steps.compare.outcome == 'failure' && needs.gate.result == 'success'", True),
+    ("${{ github.event.label.name == 'deploy-candidate' }}", True),
+    ("needs.gate.outputs.comment || 'default'", "default"),
+    ("!(needs.gate.result == 'failure')", True),
+    ("steps.missing.outputs.x == null", True),
+    ("vars.UNSET", None),
+    ("'it''s'", "it's"),
+    ("always()", True),
+    ("failure()", False),
+])
+def test_expression_subset(expression: str, value: Any) -> None:
+    assert ci_local.evaluate(expression, CONTEXTS, Status()) == value
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("contains(github.event.label.name, 'x')", r"the function contains\(\)"),
+    ("github.event.pull_request.labels.*.name", "cannot read the expression"),
+    ("secrets.TOKEN", "the context 'secrets'"),
+    ("steps.a.outputs.x == 1 + 2", "cannot read the expression"),
+    ("needs.gate.result == true", "comparing str with bool"),
+    ("github.event[0]", "cannot read the expression"),
+])
+def test_anything_outside_the_subset_is_refused(expression: str, message: str) -> None:
+    with pytest.raises(WorkflowError, match=message):
+        ci_local.evaluate(expression, CONTEXTS, Status())
+
+
+def test_if_conditions_get_an_implicit_success() -> None:
+    failed = Status(failed=True)
+    assert ci_local.condition(None, CONTEXTS, Status()) and not ci_local.condition(None, CONTEXTS, failed)
+    assert not ci_local.condition("env.A == '1'", CONTEXTS, failed)  # success() && ... after a failure
+    assert ci_local.condition("failure() && env.A == '1'", CONTEXTS, failed)
+    assert ci_local.condition("always()", CONTEXTS, failed)
+
+
+def test_step_files_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    ci_local.write_key_value(path, "verdict", "pass")
+    ci_local.write_key_value(path, "comment", "| a |\n| - |\n")
+    assert ci_local.parse_key_values(path.read_text()) == {"verdict": "pass", "comment": "| a |\n| - |"}
+    with pytest.raises(WorkflowError, match="never ends"):
+        ci_local.parse_key_values("body<<EOF\nno end\n")
+
+
+@pytest.mark.parametrize(("command", "ok"), [
+    ('python -m scripts.mlops ci compare --candidate "$RUNNER_TEMP/c.json" --baseline "$B"', True),
+    ("python -m scripts.mlops.compare_baseline --candidate c.json --baseline b.json", True),
+    ("python -m scripts.mlops data --note 'a; b && c | d'", True),  # quoted operators are text
+    ("python -m scripts.mlops data; rm -rf ~", False),
+    ("python -m scripts.mlops data && curl https://example.org", False),
+    ("python -m scripts.mlops data | tee log", False),
+    ("python -m scripts.mlops data > out.txt", False),
+    ("python -m scripts.mlops data $(whoami)", False),
+    ("python -m scripts.mlops data `whoami`", False),
+    ("python -m scripts.mlopsx data", False),
+    ("python -m pip install requests", False),
+])
+def test_one_project_command(command: str, ok: bool) -> None:
+    assert ci_local.is_one_project_command(command) is ok
+
+
+def _workflow(tmp_path: Path, steps: str, top: str = "") -> Path:
+    path = tmp_path / "wf.yml"
+    path.write_text(f"name: t\non:\n  pull_request:\n    types: [labeled]\n{top}jobs:\n  only:\n"
+                    f"    runs-on: ubuntu-24.04\n    steps:\n{steps}")
+    return path
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ("      - run: echo ${{ github.event.label.name }}\n", "inside `run:`"),
+    ("      - run: curl https://example.org | sh\n", "not one project command"),
+    ("      - run: |\n          python -m scripts.mlops data\n          rm -rf /\n", "not one project command"),
+    ("      - run: python -m scripts.mlops data\n        shell: pwsh\n", "uses shell 'pwsh'"),
+    ("      - run: python -m scripts.mlops data\n        continue-on-error: true\n", "does not emulate"),
+    ("      - run: python -m scripts.mlops data\n        if: contains(github.event.label.name, 'x')\n",
+     "contains()"),
+])
+def test_the_runner_refuses_what_it_does_not_emulate(tmp_path: Path, steps: str, message: str) -> None:
+    with pytest.raises(WorkflowError, match=message):
+        ci_local.run_workflow(_workflow(tmp_path, steps), repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+
+
+def test_refusals_come_before_anything_runs(tmp_path: Path) -> None:
+    steps = ("      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/data\"\n"
+             "      - run: python -m scripts.mlops data\n        if: steps.x.outputs.y == 'a' && hashFiles('x')\n")
+    with pytest.raises(WorkflowError, match=r"the function hashFiles\(\)"):
+        ci_local.run_workflow(_workflow(tmp_path, steps), repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+    assert not (tmp_path / "ci").exists()
+
+
+def test_the_emulation_folder_is_never_a_foreign_one(tmp_path: Path) -> None:
+    workflow = _workflow(tmp_path, "      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/d\"\n")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(ci_local.MlopsError, match="left untouched"):
+        ci_local.run_workflow(workflow, repo=REPO, out=tmp_path / "mine", stream=io.StringIO())
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    with pytest.raises(ci_local.MlopsError, match="would contain the checkout"):
+        ci_local.run_workflow(workflow, repo=REPO, out=REPO.parent, stream=io.StringIO())
+
+
+def test_other_triggers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yml"
+    path.write_text("on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: python -m scripts.mlops data\n")
+    with pytest.raises(WorkflowError, match="only that event"):
+        ci_local.run_workflow(path, repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+
+
+def test_steps_outputs_and_failure_conditions(tmp_path: Path) -> None:
+    steps = (
+        "      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1\n"
+        "      - id: bad\n        run: python -m scripts.mlops ci verify-eval-hash --baseline \"$B\" --data \"$B\"\n"
+        "      - name: after\n        run: python -m scripts.mlops ci comment --body-env NOPE\n"
+        "      - name: on failure\n        if: failure() && steps.bad.outcome == 'failure'\n"
+        "        env:\n          BODY: ${{ env.GREETING }} from ${{ steps.bad.outcome }}\n"
+        "        run: python -m scripts.mlops ci comment --body-env BODY\n"
+    )
+    top = "env:\n  B: eval_baseline.json\n  GREETING: hello\n"
+    out = io.StringIO()
+    run = ci_local.run_workflow(_workflow(tmp_path, steps, top), repo=REPO, out=tmp_path / "ci", stream=out)
+    outcomes = [(step.outcome, step.exit_code) for step in run.jobs["only"].steps]
+    assert outcomes == [("success", None), ("failure", 1), ("skipped", None), ("success", 0)], out.getvalue()
+    assert run.conclusion == "failure" and run.comment == "hello from failure\n"
+    assert "has fingerprint" in out.getvalue()  # the command's own error is shown, as CI shows it
+    assert json.loads((tmp_path / "ci" / "run.json").read_text())["conclusion"] == "failure"
+
+
+# ----------------------------------------------------------------------------- the real workflow, end to end
+
+
+@pytest.fixture(scope="module")
+def candidates(production: Production) -> dict[str, int]:
+    """Two new versions of the production model: a clean one (identity wrapper) and the Lab 03 regression."""
+    from scripts.mlops.workspace import open_workspace
+
+    open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
+    clean = inject.register_wrapper(inject.WrappedModel(), BASE_URI, register=MODEL, run_name="ci-clean")
+    regressed = inject.register_slice_corruption(BASE_URI, inject.LAB_SLICE, inject.LAB_FRACTION, register=MODEL)
+    return {"clean": clean, "regressed": regressed}
+
+
+def _gate(prod: Production, tmp_path: Path, capsys: pytest.CaptureFixture[str], *, version: int, semver: str,
+          baseline: Path | None = None) -> tuple[int, dict[str, Any], Path]:
+    """Run the real workflow offline on a candidate file declaring ``version`` as ``semver``."""
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": semver}))
+    out = tmp_path / "ci"
+    status = cli.main(["--workspace", baseline_refresh.WORKSPACE, "ci", "run", "--workflow", str(WORKFLOW),
+                       "--repo", str(REPO), "--candidate", str(candidate), "--baseline", str(baseline or prod.baseline),
+                       "--out", str(out)])
+    capsys.readouterr()
+    return status, json.loads((out / "run.json").read_text()), out
+
+
+def _steps(run: dict[str, Any], job: str) -> dict[str, dict[str, Any]]:
+    return {step["name"].split(" ")[0] + (step["id"] or ""): step for step in run["jobs"][job]["steps"]}
+
+
+def _state(prod: Production) -> tuple[Any, ...]:
+    folder = prod.root / baseline_refresh.WORKSPACE / "releases"
+    files = tuple((folder / name).read_text() if (folder / name).exists() else None
+                  for name in (release.TAGS_FILE, release.INDEX_FILE))
+    return files, promotion.history(MODEL), promotion._current(MODEL, "production")
+
+
+@pytest.mark.slow
+def test_clean_candidate_is_promoted_and_a_rerun_changes_nothing(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.1.0")
+    assert status == 0 and run["conclusion"] == "success", run
+    assert promotion._current(MODEL, "production") == candidates["clean"]
+    [line] = release.index_lines(prod.root / baseline_refresh.WORKSPACE / "releases")
+    assert (line["semver"], line["version"], line["source"]) == ("v1.1.0", candidates["clean"], "ci")
+    assert "released v1.1.0" in (out / "pr-comment.md").read_text()
+    assert "Gate passed" in (out / "gate" / "summary.md").read_text()
+    assert (out / "gate" / "workspaces").is_dir()  # the steps' local workspaces stay out of the checkout
+
+    before = _state(prod)
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.1.0")
+    assert status == 0 and _state(prod) == before  # no second index line, no second promotion
+    assert "v1.1.0 was already released" in (out / "pr-comment.md").read_text()
+
+
+@pytest.mark.slow
+def test_regressed_candidate_fails_stage_5_and_nothing_is_promoted(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _state(prod)
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["regressed"], semver="v1.2.0")
+    assert status == 2 and run["conclusion"] == "failure"
+    gate_steps = run["jobs"]["gate"]["steps"]
+    assert [s["exit_code"] for s in gate_steps if s["id"] == "compare"] == [2]
+    promote = next(s for s in run["jobs"]["release"]["steps"] if s["id"] == "promote")
+    assert promote["outcome"] == "skipped"
+    comment = (out / "pr-comment.md").read_text()
+    assert comment.startswith("### Deploy gate: regression, nothing was promoted")
+    table = [line for line in comment.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| bucket | baseline | candidate | drop |")
+    assert [line.split(" | ")[0] for line in table[2:]] == [f"| {inject.LAB_SLICE}"]  # only the regressed slice
+    assert _state(prod) == before  # registry alias, promotion history and release index unchanged
+
+
+@pytest.mark.slow
+def test_stale_eval_hash_in_the_baseline_fails_fast_at_stage_2(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stale = json.loads(prod.baseline.read_text())
+    stale["eval_set_hash"] = "sha256:" + "0" * 64
+    baseline = tmp_path / "stale_baseline.json"
+    baseline.write_text(json.dumps(stale))
+    before = _state(prod)
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.3.0", baseline=baseline)
+    assert status == 1 and run["conclusion"] == "failure"
+    outcomes = [(s["name"].split(" ")[0], s["outcome"], s["exit_code"]) for s in run["jobs"]["gate"]["steps"]]
+    assert outcomes[4] == ("2.", "failure", 1)  # the hash check
+    assert all(outcome == "skipped" for _, outcome, _ in outcomes[5:])  # nothing after it ran
+    assert "Deploy gate failed before the comparison" in (out / "pr-comment.md").read_text()
+    assert "Stage 2 failed" in (out / "gate" / "summary.md").read_text()
+    assert _state(prod) == before
+
+
+_BROKEN_REGISTRY = """
+import sys
+if "release" in sys.argv:  # only the stage-6 command: MLflow fails while moving the alias
+    from scripts.mlops import promotion
+
+    def promote(*args, **kwargs):
+        raise promotion.RegistryError("the model registry cannot be used: injected failure (database is locked)")
+
+    promotion.promote = promote
+"""
+
+
+@pytest.mark.slow
+def test_an_mlflow_failure_during_promotion_rolls_the_index_back(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_BROKEN_REGISTRY)  # loaded by every step's interpreter
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    before = _state(prod)
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.4.0")
+    assert status == 1 and run["jobs"]["gate"]["result"] == "success"
+    promote = next(s for s in run["jobs"]["release"]["steps"] if s["id"] == "promote")
+    assert (promote["outcome"], promote["exit_code"]) == ("failure", 1)
+    comment = (out / "pr-comment.md").read_text()
+    assert "release failed" in comment and "rolled back" in comment and "injected failure" in comment
+    assert _state(prod) == before  # tags.json, index.jsonl, alias and promotion history as they were
+
+
+@pytest.mark.slow
+def test_two_gates_releasing_the_same_semver_at_once_stay_consistent(
+        prod: Production, candidates: dict[str, int], tmp_path: Path) -> None:
+    """Two pull requests race to release v3.0.0 (version 1 and the clean wrapper: different bytes)."""
+    import threading
+
+    from scripts.mlops.workspace import open_workspace
+
+    ws = open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=prod.root)
+    variables = {"MLFLOW_TRACKING_URI": f"sqlite:///{ws.db.resolve()}",
+                 "MLOPS_RELEASES_DIR": str(prod.root / baseline_refresh.WORKSPACE / "releases")}
+    lines_before = len(release.index_lines(variables["MLOPS_RELEASES_DIR"]))
+    runs: dict[int, ci_local.WorkflowRun] = {}
+
+    def gate(version: int) -> None:
+        candidate = tmp_path / f"candidate-{version}.json"
+        candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": "v3.0.0"}))
+        runs[version] = ci_local.run_workflow(
+            WORKFLOW, repo=REPO, out=tmp_path / f"ci-{version}", variables=variables, stream=io.StringIO(),
+            env={"CANDIDATE_FILE": str(candidate), "BASELINE_FILE": str(prod.baseline)})
+
+    threads = [threading.Thread(target=gate, args=(version,)) for version in (1, candidates["clean"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert set(runs) == {1, candidates["clean"]}
+    won = [v for v, run in runs.items() if run.conclusion == "success"]
+    lost = [v for v, run in runs.items() if run.conclusion == "failure"]
+    assert len(won) == 1 and len(lost) == 1, {v: run.to_dict() for v, run in runs.items()}
+    promote = next(s for s in runs[lost[0]].jobs["release"].steps if s.id == "promote")
+    assert promote.exit_code == 2 and "release refused" in (runs[lost[0]].comment or "")
+    lines = release.index_lines(variables["MLOPS_RELEASES_DIR"])
+    assert len(lines) == lines_before + 1 and lines[-1]["semver"] == "v3.0.0" and lines[-1]["version"] == won[0]
+    assert promotion._current(MODEL, "production") == won[0]
