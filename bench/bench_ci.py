@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from scripts.mlops import baseline_refresh, ci_local, inject
+from scripts.mlops.inject.wrappers import WrappedModel
 from scripts.mlops.workspace import open_workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def main() -> int:
         os.environ["MLOPS_WORKSPACE_ROOT"] = str(scratch)
         baseline = baseline_refresh.regenerate(scratch / "eval_baseline.json")
         ws = open_workspace(baseline_refresh.WORKSPACE, fresh=False)
-        version = inject.register_wrapper(inject.WrappedModel(), f"models:/{MODEL}/1", register=MODEL,
+        version = inject.register_wrapper(WrappedModel(), f"models:/{MODEL}/1", register=MODEL,
                                           run_name="bench-ci-clean")
         tracking = f"sqlite:///{ws.db.resolve()}"
         runner_times, hand_times, hand_steps, inside = [], [], [], []

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from scripts.mlops import baseline_refresh, ci_local, cli, inject, promotion, release
+from scripts.mlops import baseline_refresh, ci_local, cli, inject, promotion, registry, release
 from scripts.mlops.ci_local import Status, WorkflowError
+from scripts.mlops.inject.wrappers import WrappedModel
 from tests.support import Production
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def candidates(production: Production) -> dict[str, int]:
     from scripts.mlops.workspace import open_workspace
 
     open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=production.root)
-    clean = inject.register_wrapper(inject.WrappedModel(), BASE_URI, register=MODEL, run_name="ci-clean")
+    clean = inject.register_wrapper(WrappedModel(), BASE_URI, register=MODEL, run_name="ci-clean")
     regressed = inject.register_slice_corruption(BASE_URI, inject.LAB_SLICE, inject.LAB_FRACTION, register=MODEL)
     return {"clean": clean, "regressed": regressed}
 
@@ -190,7 +191,7 @@ def _state(prod: Production) -> tuple[Any, ...]:
     folder = prod.root / baseline_refresh.WORKSPACE / "releases"
     files = tuple((folder / name).read_text() if (folder / name).exists() else None
                   for name in (release.TAGS_FILE, release.INDEX_FILE))
-    return files, promotion.history(MODEL), promotion._current(MODEL, "production")
+    return files, promotion.history(MODEL), registry.current_version(MODEL, "production")
 
 
 @pytest.mark.slow
@@ -198,7 +199,7 @@ def test_clean_candidate_is_promoted_and_a_rerun_changes_nothing(
         prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.1.0")
     assert status == 0 and run["conclusion"] == "success", run
-    assert promotion._current(MODEL, "production") == candidates["clean"]
+    assert registry.current_version(MODEL, "production") == candidates["clean"]
     [line] = release.index_lines(prod.root / baseline_refresh.WORKSPACE / "releases")
     assert (line["semver"], line["version"], line["source"]) == ("v1.1.0", candidates["clean"], "ci")
     assert "released v1.1.0" in (out / "pr-comment.md").read_text()
@@ -311,4 +312,4 @@ def test_two_gates_releasing_the_same_semver_at_once_stay_consistent(
     assert promote.exit_code == 2 and "release refused" in (runs[lost[0]].comment or "")
     lines = release.index_lines(variables["MLOPS_RELEASES_DIR"])
     assert len(lines) == lines_before + 1 and lines[-1]["semver"] == "v3.0.0" and lines[-1]["version"] == won[0]
-    assert promotion._current(MODEL, "production") == won[0]
+    assert registry.current_version(MODEL, "production") == won[0]
