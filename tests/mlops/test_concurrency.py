@@ -93,6 +93,8 @@ def _assert_consistent(model: str, reported: list[object]) -> None:
         current = registry.current_version(model, alias)
         assert current == (mine[-1].to_version if mine else None), f"{alias} is not at its last entry"
     assert promotion.lock_name(model) not in {m.name for m in registry.client().search_registered_models()}
+    print(f"\n{model}: {PROCESSES} processes x {ROUNDS} rounds -> {len(entries)} moves recorded, "
+          f"{len(reported)} reported, 0 lost, 0 duplicated, aliases at their last entries")
 
 
 @pytest.fixture(scope="module")
