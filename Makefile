@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab labs check grade baseline baseline-check bench clean clean-workspaces
+.PHONY: help venv bubblewrap book test lab labs check grade baseline baseline-check bench clean clean-workspaces
 
 help:
 	@echo "make book    build the book into _build/html (main job)"
@@ -29,7 +29,17 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+# The grader runs every submission in a bubblewrap sandbox. Root (CI) gets the package from
+# apt; anyone else is told which package to install.
+bubblewrap:
+	@command -v bwrap > /dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap > /dev/null; \
+	  else \
+	    echo "error: the grader's sandbox needs bubblewrap: install the package 'bubblewrap' (sudo apt-get install bubblewrap)" >&2; exit 1; \
+	  fi; }
+
+$(STAMP): requirements.txt | bubblewrap
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -79,7 +79,7 @@ def manifest(nb: nbformat.NotebookNode, exercises: dict[str, authoring.Exercise]
             meta = authoring.lab_meta(cell)
             hidden.append(
                 {"id": cell.id, "exercise": meta["exercise"], "points": meta["points"], "after": previous,
-                 "source": cell.source, "hint": meta.get("hint", "")}
+                 "source": cell.source, "hint": meta.get("hint", ""), "judge": meta.get("judge", [])}
             )
             continue
         entry: dict[str, Any] = {"id": cell.id, "type": cell.cell_type, "role": cell_role or "text", "after": previous}
