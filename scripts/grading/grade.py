@@ -161,7 +161,7 @@ def private_checks(folder: str | Path, manifest: dict[str, Any]) -> list[dict[st
     return [{**check, "held_out": True} for check in checks]
 
 
-def score(manifest: dict[str, Any], name: str, outcome: session.Outcome, facts: dict[str, Any], key: dict[str, Any],
+def score(manifest: dict[str, Any], name: str, outcome: session.Outcome, facts_by_cell: dict[str, Any], key: dict[str, Any],
           held_out: list[dict[str, Any]], flags: set[str]) -> Row:
     """Judge one submission's answers and facts into a gradebook row."""
     exercises = manifest["exercises"]
@@ -171,6 +171,7 @@ def score(manifest: dict[str, Any], name: str, outcome: session.Outcome, facts: 
     recorded = key.get("values", {})
     for cell_id, entries in plan.judgments(manifest, held_out).items():
         by_kind: dict[bool, list[judge.Verdict]] = {}
+        facts = facts_by_cell.get(cell_id, {})  # the registry right after this cell
         for entry in entries:
             if "expect" in entry:
                 expected = entry["expect"]
@@ -244,6 +245,11 @@ def feedback(row: Row, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def database(manifest: dict[str, Any]) -> str:
+    """The lab's workspace database, relative to the notebook's folder (``open_workspace(<stem>)``)."""
+    return f".mlops/{Path(manifest['notebook']).stem}/mlflow.db"
+
+
 def _grade_one(submission: Submission, slug_: str, manifest: dict[str, Any], key: dict[str, Any], held_out: list[dict[str, Any]],
                out: Path, *, timeout: float, sandboxed: bool, limits: sandbox.Limits, cache: Path | None, run_key: str) -> Row:
     flags = set() if sandboxed else {"unsandboxed"}
@@ -258,12 +264,14 @@ def _grade_one(submission: Submission, slug_: str, manifest: dict[str, Any], key
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
+        snapshots = out / "work" / f"{slug_}.facts"
         try:
             outcome = session.run(steps, workdir, out / "logs" / f"{slug_}.log", timeout=timeout, sandboxed=sandboxed,
-                                  limits=limits, cache=cache)
-            facts = session.probe(workdir, f".mlops/{Path(manifest['notebook']).stem}", sandboxed=sandboxed, limits=limits)
+                                  limits=limits, cache=cache, database=database(manifest))
+            facts = session.probe(outcome.snapshots, snapshots, sandboxed=sandboxed, limits=limits)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(snapshots, ignore_errors=True)
         row = score(manifest, submission.name, outcome, facts, key, held_out, steps.flags | flags)
     row.key = run_key
     results.save(out / "results", slug_, row)
@@ -297,7 +305,7 @@ def grade(
         except sandbox.SandboxUnavailable as exc:
             raise GradingError(str(exc)) from None
     submissions = collect(list(paths))
-    out = Path(out)
+    out = Path(out).resolve()  # sandboxes bind folders by absolute path
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     lab_key = hashlib.sha256((manifest_path.read_text() + json.dumps(key, sort_keys=True) + json.dumps(held_out, sort_keys=True)

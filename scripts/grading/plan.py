@@ -35,9 +35,10 @@ class Step:
     source: str
     role: str
     answers: dict[str, str] = field(default_factory=dict)
+    snapshot: bool = False  # copy the workspace's registry right after this cell
 
     def job(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "answers": self.answers}
+        return {"id": self.id, "source": self.source, "answers": self.answers, "snapshot": self.snapshot}
 
 
 @dataclass
@@ -128,6 +129,8 @@ def build(cells: list[Any], manifest: dict[str, Any], extra: list[dict[str, Any]
         for entry in where.get(step.id, []):
             if "answer" in entry:
                 step.answers[entry["id"]] = entry["answer"]
+            if "fact" in entry or "expect_fact" in entry:
+                step.snapshot = True
     return Plan(steps, flags)
 
 

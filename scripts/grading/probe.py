@@ -1,7 +1,8 @@
-"""Read a workspace's final registry state as plain facts (runs in a fresh process after the kernel).
+"""Read registry snapshots as plain facts (runs in a fresh process after the kernel has exited).
 
-``python -m scripts.grading.probe FOLDER`` prints JSON: for every registered model in
-``FOLDER/mlflow.db``::
+``python -m scripts.grading.probe FOLDER`` prints JSON: for each ``FOLDER/<name>.db`` (the
+registry snapshots the runner took right after the check cells that judge facts), for every
+registered model in it::
 
     {"churn-classifier": {
         "version_count": 2,
@@ -103,8 +104,9 @@ def _history(value: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """Facts of every ``*.db`` in the folder, keyed by file stem."""
     folder = Path(argv[0]) if argv else Path(".")
-    print(json.dumps(facts(folder / "mlflow.db"), sort_keys=True))
+    print(json.dumps({path.stem: facts(path) for path in sorted(folder.glob("*.db"))}, sort_keys=True))
     return 0
 
 

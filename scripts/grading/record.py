@@ -17,7 +17,7 @@ from typing import Any
 
 from . import judge, plan, sandbox, session
 from .assign import MANIFESTS, SOLUTIONS
-from .grade import GradingError, manifest_for
+from .grade import GradingError, database, manifest_for
 
 
 def manifest_sha(manifest_path: Path) -> str:
@@ -46,14 +46,15 @@ def record(lab: str, *, timeout: float = 180.0, sandboxed: bool | None = None) -
         cache = session.prepare_cache(root / "cache")
         workdir = root / "work"
         workdir.mkdir()
-        outcome = session.run(steps, workdir, root / "runner.log", timeout=timeout, sandboxed=sandboxed, limits=limits, cache=cache)
-        facts = session.probe(workdir, f".mlops/{Path(manifest['notebook']).stem}", sandboxed=sandboxed, limits=limits)
+        outcome = session.run(steps, workdir, root / "runner.log", timeout=timeout, sandboxed=sandboxed, limits=limits,
+                              cache=cache, database=database(manifest))
+        facts = session.probe(outcome.snapshots, root / "facts", sandboxed=sandboxed, limits=limits)
         log = (root / "runner.log").read_text(errors="replace")[-2000:]
     values: dict[str, Any] = {}
     missing: list[str] = []
-    for entries in plan.judgments(manifest).values():
+    for cell, entries in plan.judgments(manifest).items():
         for entry in entries:
-            value, why = judge.observed(entry, outcome.answers, facts)
+            value, why = judge.observed(entry, outcome.answers, facts.get(cell, {}))
             if value is judge.MISSING:
                 missing.append(f"{entry['id']}: {why}")
             else:

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def command(
             args += ["--ro-bind", str(REPO / name), str(REPO / name)]
     if cache is not None:
         args += ["--ro-bind", str(cache), f"{CACHE_INSIDE}/mlops-labs"]
-    args += ["--bind" if writable else "--ro-bind", str(workspace), INSIDE, "--remount-ro", "/", "--chdir", INSIDE, "--"]
+    args += ["--bind" if writable else "--ro-bind", str(workspace.resolve()), INSIDE, "--remount-ro", "/", "--chdir", INSIDE, "--"]
     return args + list(argv)
 
 
@@ -164,25 +165,24 @@ class Cgroup:
             (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
     def kill_all(self) -> None:
-        """SIGKILL whatever is left in the cgroup, then remove it."""
+        """SIGKILL whatever is left in the cgroup, then remove it (once its tasks are reaped)."""
         if self.path is None:
             return
-        for _ in range(50):
+        for _ in range(200):
             try:
                 pids = [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
             except OSError:
-                break
-            if not pids:
-                break
+                return
             for pid in pids:
                 try:
                     os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+            try:
+                self.path.rmdir()
+                return
+            except OSError:  # tasks still exiting
+                time.sleep(0.05)
 
 
 def limiter(limits: Limits, cgroup: Cgroup | None = None):

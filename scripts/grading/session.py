@@ -9,6 +9,8 @@ fresh process (sandboxed too, the workspace read-only).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import shutil
@@ -16,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from . import sandbox
 from .plan import Plan
 
-MAX_LINE = 1_000_000  # bytes per result line (answers included)
+MAX_LINE = 40_000_000  # bytes per result line (answers and a registry snapshot included)
 MAX_LINES = 2_000
 STARTUP = 120.0  # seconds for the sandbox and kernel to start
 MAX_FACTS = 5_000_000
@@ -36,6 +37,7 @@ class Outcome:
 
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
+    snapshots: dict[str, bytes] = field(default_factory=dict)  # cell id -> SQLite database
     events: list[str] = field(default_factory=list)
     stderr: str = ""
     finished: bool = False
@@ -76,9 +78,10 @@ def _terminate(process: subprocess.Popen[bytes], cgroup: sandbox.Cgroup) -> None
 
 
 def run(plan: Plan, workdir: Path, log: Path, *, timeout: float, sandboxed: bool, limits: sandbox.Limits,
-        cache: Path | None) -> Outcome:
-    """Execute ``plan`` in ``workdir``; return the cells' statuses and the exported answers."""
-    job = {"timeout": timeout, "cells": [step.job() for step in plan.steps]}
+        cache: Path | None, database: str) -> Outcome:
+    """Execute ``plan`` in ``workdir``; return the cells' statuses, the exported answers and the
+    registry snapshots (``database`` is the workspace's mlflow.db, relative to ``workdir``)."""
+    job = {"timeout": timeout, "database": database, "cells": [step.job() for step in plan.steps]}
     argv, cwd, env = _argv([sys.executable, "-m", "scripts.grading.runner"], workdir, sandboxed, cache)
     budget = STARTUP + timeout * (len(plan.steps) + sum(1 for step in plan.steps if step.answers) + 1)
     outcome = Outcome()
@@ -133,12 +136,28 @@ def _read(process: subprocess.Popen[bytes], outcome: Outcome) -> None:
         answers = line.get("answers")
         if isinstance(answers, dict):
             outcome.answers.update(answers)
+        if isinstance(line.get("snapshot"), str):
+            try:
+                outcome.snapshots[cell] = base64.b64decode(line["snapshot"], validate=True)
+            except (binascii.Error, ValueError):
+                pass
 
 
-def probe(workdir: Path, folder: str, *, sandboxed: bool, limits: sandbox.Limits) -> dict[str, Any]:
-    """The workspace's registry facts, read in a fresh process after the kernel has gone."""
-    inner = [sys.executable, "-m", "scripts.grading.probe", f"{sandbox.INSIDE if sandboxed else workdir}/{folder}"]
-    argv, cwd, env = _argv(inner, workdir, sandboxed, None, writable=False)
+def probe(snapshots: dict[str, bytes], folder: Path, *, sandboxed: bool, limits: sandbox.Limits) -> dict[str, dict[str, Any]]:
+    """Registry facts per cell, read from the snapshots in a fresh process after the kernel has gone.
+
+    The grader itself writes the snapshots into ``folder`` (outside every sandbox); the probe
+    reads them there read-only, sandboxed too, since their content is the student's.
+    """
+    if not snapshots:
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for index, (cell, data) in enumerate(sorted(snapshots.items())):
+        (folder / f"{index:03d}.db").write_bytes(data)
+        names[f"{index:03d}"] = cell
+    inner = [sys.executable, "-m", "scripts.grading.probe", sandbox.INSIDE if sandboxed else str(folder)]
+    argv, cwd, env = _argv(inner, folder, sandboxed, None, writable=False)
     cgroup = sandbox.Cgroup(limits)
     try:
         done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=120, check=False,
@@ -153,7 +172,9 @@ def probe(workdir: Path, folder: str, *, sandboxed: bool, limits: sandbox.Limits
         facts = json.loads(done.stdout)
     except ValueError:
         return {}
-    return facts if isinstance(facts, dict) else {}
+    if not isinstance(facts, dict):
+        return {}
+    return {names[stem]: value for stem, value in facts.items() if stem in names and isinstance(value, dict)}
 
 
 def prepare_cache(folder: Path) -> Path | None:
@@ -162,9 +183,7 @@ def prepare_cache(folder: Path) -> Path | None:
     scratch = folder / "scratch"
     code = "import sys; from scripts.mlops.workspace import open_workspace; open_workspace('template', root=sys.argv[1])"
     env = sandbox.environment({"HOME": str(folder), "XDG_CACHE_HOME": str(folder), "TMPDIR": str(folder)})
-    started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code, str(scratch)], env=env, capture_output=True, timeout=300, check=False)
     shutil.rmtree(scratch, ignore_errors=True)
     cache = folder / "mlops-labs"
-    del started
     return cache if done.returncode == 0 and cache.is_dir() else None
