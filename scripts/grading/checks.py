@@ -9,10 +9,13 @@ Used in a lab's check cells::
         check.equal(slice_name, expected, "the hardest slice", points=2,
                     hint="sort the per-slice table by accuracy")
 
-All checks of a cell run (so partial credit works); each prints one ✓/✗ line and records a
-machine-readable result as an invisible ``application/vnd.mlops-labs.check+json`` output that
-the grader reads. When the ``with`` block ends, the cell fails (a short error, no stack) if any
-check failed, so the student sees a red cell and nbval sees a failure.
+All checks of a cell run; each prints one ✓/✗ line and publishes an invisible
+``application/vnd.mlops-labs.check+json`` output. When the ``with`` block ends, the cell fails
+(a short error, no stack) if any check failed, so the student sees a red cell.
+
+This is **instant feedback only**: it runs in the student's kernel, where it can be changed, so
+the grader never reads it. Points come from the judgments a check cell declares
+(``metadata.lab.judge``), judged in the grader's own process (:mod:`scripts.grading.judge`).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from .assign import MANIFESTS
 from .results import Row, cap
 
 DEFAULT_TIMEOUT = 120.0
+MAX_NOTEBOOK_BYTES = 64 * 1024**2  # a lab notebook with outputs is a few MB
 
 
 class GradingError(Exception):
@@ -103,6 +104,10 @@ def precheck(submission: Submission) -> None:
         return
     if submission.path.suffix != ".ipynb":
         submission.status, submission.detail = "not_a_notebook", f"{submission.path.name} is not an .ipynb file"
+        return
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        submission.status = "too_large"
+        submission.detail = f"the file has {info.st_size / 1024**2:.0f} MB; clear the outputs (Edit → Clear All Outputs) and submit again"
         return
     raw = submission.path.read_bytes()
     submission.key = hashlib.sha256(raw).hexdigest()

@@ -88,3 +88,12 @@ def test_missing_bubblewrap_stops_grade_naming_the_package(tmp_path: Path, monke
     (tmp_path / "a.ipynb").write_text("")
     with pytest.raises(GradingError, match="install the Debian/Ubuntu package `bubblewrap`"):
         grade("00", [tmp_path / "a.ipynb"], tmp_path / "out")
+
+
+def test_oversized_files_are_refused_before_they_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.grading import grade as grading
+
+    monkeypatch.setattr(grading, "MAX_NOTEBOOK_BYTES", 10)
+    (tmp_path / "big.ipynb").write_text("{" + " " * 100 + "}")
+    (row,) = grade("00", [tmp_path / "big.ipynb"], tmp_path / "out")
+    assert row.status == "too_large" and "Clear All Outputs" in row.detail
