@@ -1,7 +1,7 @@
 """Student notebooks are generated from the solutions and never carry solutions or outputs.
 
 (That an unsolved lab scores 0 and its solution 100 % is proven through the grader itself, in
-tests/test_grading.py.)"""
+tests/grading/test_grade.py.)"""
 
 from __future__ import annotations
 

@@ -78,8 +78,15 @@ def manifest(nb: nbformat.NotebookNode, exercises: dict[str, authoring.Exercise]
         if cell_role == "lab-hidden":
             meta = authoring.lab_meta(cell)
             hidden.append(
-                {"id": cell.id, "exercise": meta["exercise"], "points": meta["points"], "after": previous,
-                 "source": cell.source, "hint": meta.get("hint", "")}
+                {
+                    "id": cell.id,
+                    "exercise": meta["exercise"],
+                    "points": meta["points"],
+                    "after": previous,
+                    "source": cell.source,
+                    "hint": meta.get("hint", ""),
+                    "judge": meta.get("judge", []),
+                }
             )
             continue
         entry: dict[str, Any] = {"id": cell.id, "type": cell.cell_type, "role": cell_role or "text", "after": previous}
@@ -121,7 +128,8 @@ def build(solution: Path, labs: Path = LABS, manifests: Path = MANIFESTS) -> Gen
         lab_path=labs / solution.name,
         lab_text=nbformat.writes(student) + "\n",
         manifest_path=manifests / f"{solution.stem}.json",
-        manifest_text=json.dumps(manifest(nb, exercises, solution), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+        manifest_text=json.dumps(manifest(nb, exercises, solution), indent=1, sort_keys=True, ensure_ascii=False)
+        + "\n",
     )
 
 

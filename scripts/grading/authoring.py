@@ -13,6 +13,10 @@ tag                    ``metadata.lab``                           in the student
 ``lab-checkpoint``     ``{"after": "00.1"}``                      kept, locked
 =====================  =========================================  ================================
 
+A check's points are decided by the grader, outside the student's kernel, from the judgments
+its ``metadata.lab.judge`` list declares (:mod:`scripts.grading.judge`); the check cell's own
+code only gives the student instant feedback.
+
 Inside exercise cells, the solution sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
 lines; the student version replaces it with a line that raises ``NotImplementedError``.
 """
@@ -157,12 +161,15 @@ def validate(nb: nbformat.NotebookNode, path: str | Path) -> dict[str, Exercise]
             exercise_id = str(meta.get("exercise", ""))
             points = meta.get("points")
             if exercise_id not in exercises:
-                problems.append(f"{where}: {cell_role} for exercise {exercise_id!r}, which no exercise cell above defines")
+                problems.append(
+                    f"{where}: {cell_role} for exercise {exercise_id!r}, which no exercise cell above defines"
+                )
                 continue
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
                 problems.append(f"{where}: {cell_role} needs positive lab.points, found {points!r}")
                 continue
             exercise = exercises[exercise_id]
+            problems += [f"{where}: {problem}" for problem in judge_problems(meta.get("judge"), float(points))]
             if cell_role == "lab-check":
                 exercise.checks.append(str(cell_id))
                 exercise.points += float(points)
@@ -176,6 +183,40 @@ def validate(nb: nbformat.NotebookNode, path: str | Path) -> dict[str, Exercise]
     if problems:
         raise AuthoringError(path, problems)
     return exercises
+
+
+def judge_problems(entries: Any, points: float) -> list[str]:
+    """What is wrong with a check's ``judge`` list (see :mod:`scripts.grading.judge`)."""
+    if not isinstance(entries, list) or not entries:
+        return ["needs a lab.judge list: the grader decides points only from declared judgments"]
+    problems: list[str] = []
+    ids: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            problems.append(f"judgment {entry!r} is not an object")
+            continue
+        name = entry.get("id")
+        if not isinstance(name, str) or not name or name in ids:
+            problems.append(f"judgment {entry!r} needs a unique string id")
+        ids.add(str(name))
+        if ("answer" in entry) == ("fact" in entry):
+            problems.append(f"judgment {name!r} needs exactly one of 'answer' (an expression) or 'fact' (a path)")
+        if "answer" in entry:
+            try:
+                compile(str(entry["answer"]), "<answer>", "eval")
+            except SyntaxError as exc:
+                problems.append(f"judgment {name!r}: answer is not a Python expression ({exc.msg})")
+        if "fact" in entry and not (isinstance(entry["fact"], list) and entry["fact"]):
+            problems.append(f"judgment {name!r}: fact must be a non-empty list of keys")
+        value = entry.get("points")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            problems.append(f"judgment {name!r} needs positive points")
+    total = sum(
+        float(e.get("points", 0)) for e in entries if isinstance(e, dict) and isinstance(e.get("points"), (int, float))
+    )
+    if not problems and abs(total - points) > 1e-9:
+        problems.append(f"its judgments are worth {total:g} points but the cell's lab.points is {points:g}")
+    return problems
 
 
 def _balanced(source: str) -> bool:

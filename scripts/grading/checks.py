@@ -9,18 +9,22 @@ Used in a lab's check cells::
         check.equal(slice_name, expected, "the hardest slice", points=2,
                     hint="sort the per-slice table by accuracy")
 
-All checks of a cell run (so partial credit works); each prints one ✓/✗ line and records a
-machine-readable result as an invisible ``application/vnd.mlops-labs.check+json`` output that
-the grader reads. When the ``with`` block ends, the cell fails (a short error, no stack) if any
-check failed, so the student sees a red cell and nbval sees a failure.
+All checks of a cell run; each prints one ✓/✗ line and publishes an invisible
+``application/vnd.mlops-labs.check+json`` output. When the ``with`` block ends, the cell fails
+(a short error, no stack) if any check failed, so the student sees a red cell.
+
+This is **instant feedback only**: it runs in the student's kernel, where it can be changed, so
+the grader never reads it. Points come from the judgments a check cell declares
+(``metadata.lab.judge``), judged in the grader's own process (:mod:`scripts.grading.judge`).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 MIME = "application/vnd.mlops-labs.check+json"
 
@@ -52,8 +56,8 @@ class _Missing:
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """One check's outcome, as recorded for the grader."""
+class CheckRecord:
+    """One check's outcome as the student sees it (feedback only: the grader judges on its own)."""
 
     id: str
     exercise: str
@@ -76,7 +80,7 @@ class Exercise:
     def __init__(self, exercise_id: str, namespace: dict[str, Any] | None = None) -> None:
         self.exercise_id = exercise_id
         self.namespace = namespace
-        self.results: list[CheckResult] = []
+        self.results: list[CheckRecord] = []
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> "Exercise":
@@ -84,10 +88,10 @@ class Exercise:
             self.namespace = sys._getframe(1).f_globals
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is not None and not isinstance(exc, CheckFailed):
             if not isinstance(exc, Exception):
-                return False  # KeyboardInterrupt and friends propagate untouched
+                return  # KeyboardInterrupt and friends propagate untouched
             self._record(
                 False,
                 0,
@@ -103,7 +107,6 @@ class Exercise:
                 f"Exercise {self.exercise_id}: {len(failed)} of {len(self.results)} check(s) failed; "
                 "read the ✗ lines above, fix your code, re-run it and then this cell."
             ) from None
-        return False
 
     # -- looking up the student's work ---------------------------------------------------------
     def value(self, name: str) -> Any:
@@ -177,7 +180,9 @@ class Exercise:
             False, points, f"{what}: expected {expected:.4g} ± {tol:g}{because}, found {number:.4g}", hint
         )
 
-    def is_instance(self, found: Any, kind: type | tuple[type, ...], what: str, *, points: float = 1, hint: str = "") -> bool:
+    def is_instance(
+        self, found: Any, kind: type | tuple[type, ...], what: str, *, points: float = 1, hint: str = ""
+    ) -> bool:
         """``found`` is an instance of ``kind``."""
         if isinstance(found, _Missing):
             return self._missing(found, what, points, hint)
@@ -198,7 +203,7 @@ class Exercise:
     def _record(self, passed: bool, points: float, message: str, hint: str = "") -> bool:
         check_id = f"{self.exercise_id}-{_letters(len(self.results))}"
         earned = points if passed else 0
-        result = CheckResult(check_id, self.exercise_id, passed, points, earned, message)
+        result = CheckRecord(check_id, self.exercise_id, passed, points, earned, message)
         self.results.append(result)
         mark = "✓" if passed else "✗"
         line = f"{mark} [{check_id}] {message}"
@@ -215,7 +220,7 @@ def exercise(exercise_id: str, namespace: dict[str, Any] | None = None) -> Exerc
     return Exercise(exercise_id, namespace)
 
 
-def _publish(result: CheckResult) -> None:
+def _publish(result: CheckRecord) -> None:
     """Emit the machine-readable record (invisible in Jupyter, read by the grader)."""
     try:
         from IPython import get_ipython

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import assign, authoring
 
@@ -43,21 +43,47 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     from .grade import grade
 
-    rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, private=args.private)
+    rows = grade(
+        args.lab,
+        args.submissions,
+        args.out,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        private=args.private,
+        sandboxed=not args.no_sandbox,
+        resume=args.resume,
+    )
     graded = sum(1 for row in rows if row.status == "ok")
-    print(f"graded {len(rows)} submission(s) ({graded} ok, {len(rows) - graded} with a status): {Path(args.out) / 'gradebook.csv'}")
+    print(
+        f"graded {len(rows)} submission(s) ({graded} ok, {len(rows) - graded} with a status): {Path(args.out) / 'gradebook.csv'}"
+    )
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .record import labs, record
+
+    for lab in args.labs or labs():
+        print(f"recorded {record(lab, timeout=args.timeout).relative_to(assign.REPO)}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     import tempfile
 
+    from . import sandbox
     from .grade import grade
+
+    try:  # a student's own notebook: the sandbox when this machine has one, else plainly
+        sandbox.check_works()
+        sandboxed = True
+    except sandbox.SandboxUnavailable:
+        sandboxed = False
 
     notebook = Path(args.notebook)
     lab = args.lab or notebook.name.split("-", 1)[0]
     with tempfile.TemporaryDirectory(prefix="lab-check-") as scratch:
-        rows = grade(lab, [notebook], scratch, jobs=1, timeout=args.timeout)
+        rows = grade(lab, [notebook], scratch, jobs=1, timeout=args.timeout, sandboxed=sandboxed)
         row = rows[0]
         width = max(len(ex) for ex in row.scores)
         print(f"\n{notebook.name}: {row.total:g} / {row.max:g} points  (status: {row.status})")
@@ -90,8 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for gradebook.csv, gradebook.json and feedback/")
     p.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded in parallel")
     p.add_argument("--private", help="folder with held-out checks (<lab notebook stem>.hidden.json)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per cell (output included) before it is interrupted"
+    )
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run kernels without bubblewrap (unsafe for untrusted notebooks; every row is flagged `unsandboxed`)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="keep the results already in --out and grade only what is missing"
+    )
     p.set_defaults(func=cmd_grade)
+
+    p = commands.add_parser(
+        "record", help="run reference solutions and record the answer key the grader judges against"
+    )
+    p.add_argument("labs", nargs="*", help="lab numbers (default: every lab)")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.set_defaults(func=cmd_record)
 
     p = commands.add_parser("check", help="run your lab notebook in a fresh kernel and show your score")
     p.add_argument("notebook")

@@ -14,7 +14,9 @@ from nbclient import NotebookClient
 DEFAULT_TIMEOUT = 180  # seconds per cell
 
 
-def run(path: str | Path, *, allow_errors: bool = False, timeout: int = DEFAULT_TIMEOUT, cwd: str | Path | None = None) -> nbformat.NotebookNode:
+def run(
+    path: str | Path, *, allow_errors: bool = False, timeout: int = DEFAULT_TIMEOUT, cwd: str | Path | None = None
+) -> nbformat.NotebookNode:
     """Execute the notebook at ``path`` and return it with outputs (the file is not changed).
 
     The kernel starts in ``cwd`` (default: the notebook's folder), so relative workspace paths

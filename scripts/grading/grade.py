@@ -2,31 +2,38 @@
 
 ``grade(lab, submissions, out)``:
 
-1. reads every submission once; a file that is empty, not JSON, not a notebook or of an old
-   nbformat gets a gradebook row with that status and 0 points (the batch never aborts);
-2. copies only the notebook into a fresh folder per submission (a ``conftest.py``,
-   ``pytest.ini``, ``mlflow.py`` or ``sitecustomize.py`` shipped beside it is left behind);
-3. runs pytest with nbval and the grading plugin (``-p scripts.grading.plugin``) on all of them,
-   in a minimal environment (no secrets of the grader reach the kernels), ``-j`` in parallel;
-4. writes ``gradebook.csv``, ``gradebook.json`` and ``feedback/<submission>.md``.
+1. collects the submissions; a symlink or other non-regular file, an empty file, bad JSON, a
+   non-notebook or an old nbformat gets a row with that status and 0 points (never aborts);
+2. plans each notebook (:mod:`.plan`): its own cells, the lab's canonical locked cells, and
+   the answers to export after each check;
+3. runs it in its own sandbox with a fresh workspace (:mod:`.session`, :mod:`.sandbox`),
+   ``-j`` at a time, then reads the workspace's registry in a fresh process;
+4. judges the exported answers and facts against the trusted key (:mod:`.judge`) and writes
+   ``OUT/results/<slug>.json`` at once, atomically (:mod:`.results`);
+5. rebuilds ``gradebook.csv``, ``gradebook.json`` and ``feedback/`` from all result files.
+
+``resume=True`` keeps every result whose file and lab are unchanged and grades the rest.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
+import stat
 import sys
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .assign import MANIFESTS, REPO
+from . import judge, plan, results, sandbox, session
+from .assign import MANIFESTS
+from .results import Row, cap
 
 DEFAULT_TIMEOUT = 120.0
+MAX_NOTEBOOK_BYTES = 64 * 1024**2  # a lab notebook with outputs is a few MB
 
 
 class GradingError(Exception):
@@ -41,43 +48,40 @@ class Submission:
     path: Path
     status: str = "pending"
     detail: str = ""
-    workdir: Path | None = None
-
-
-@dataclass
-class Row:
-    """One gradebook row."""
-
-    submission: str
-    scores: dict[str, float]
-    total: float
-    max: float
-    status: str
-    flags: list[str]
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-    detail: str = ""
+    cells: list[Any] | None = None
+    key: str = ""
 
 
 def manifest_for(lab: str) -> Path:
     """The manifest of lab ``lab`` (``"00"`` or a notebook stem such as ``"00-first-model"``)."""
-    matches = sorted(MANIFESTS.glob(f"{lab}.json")) or sorted(MANIFESTS.glob(f"{lab}-*.json"))
+    candidates = [p for p in MANIFESTS.glob("*.json") if not p.name.endswith(".expected.json")]
+    matches = [p for p in candidates if p.stem == lab] or [p for p in candidates if p.stem.startswith(f"{lab}-")]
     if len(matches) != 1:
-        known = sorted(path.stem for path in MANIFESTS.glob("*.json"))
+        known = sorted(path.stem for path in candidates)
         raise GradingError(f"no single lab matches {lab!r}; known labs: {known}. Run `make labs` if one is missing.")
     return matches[0]
 
 
+def expected_for(manifest_path: Path) -> dict[str, Any]:
+    """The answer key recorded from the reference solution (``<lab>.expected.json``)."""
+    path = manifest_path.with_name(f"{manifest_path.stem}.expected.json")
+    if not path.is_file():
+        raise GradingError(
+            f"no recorded answer key {path}; run `python -m scripts.grading record {manifest_path.stem[:2]}`"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def collect(paths: list[str | Path]) -> list[Submission]:
-    """Expand files and folders into submissions with unique, readable names."""
+    """Expand files and folders into submissions with unique, readable names (symlinks are not followed)."""
     found: list[tuple[str, Path]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             for notebook in sorted(path.rglob("*.ipynb")):
                 if ".ipynb_checkpoints" not in notebook.parts:
                     found.append((f"{path.name}/{notebook.relative_to(path).as_posix()}", notebook))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             found.append((path.name, path))
         else:
             raise GradingError(f"submission {path} does not exist")
@@ -94,18 +98,31 @@ def collect(paths: list[str | Path]) -> list[Submission]:
 
 
 def precheck(submission: Submission) -> None:
-    """Set ``status`` to ``ready`` or to why the file cannot be graded."""
+    """Set ``status`` to ``ready`` (with the parsed cells) or to why the file cannot be graded."""
+    info = submission.path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        submission.status, submission.detail = (
+            "not_regular_file",
+            f"{submission.path.name} is {kind}; submit the notebook file itself",
+        )
+        return
     if submission.path.suffix != ".ipynb":
         submission.status, submission.detail = "not_a_notebook", f"{submission.path.name} is not an .ipynb file"
         return
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        submission.status = "too_large"
+        submission.detail = f"the file has {info.st_size / 1024**2:.0f} MB; clear the outputs (Edit → Clear All Outputs) and submit again"
+        return
     raw = submission.path.read_bytes()
+    submission.key = hashlib.sha256(raw).hexdigest()
     if not raw.strip():
         submission.status, submission.detail = "empty", "the file is empty"
         return
     try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        submission.status, submission.detail = "invalid_json", f"the file is not valid JSON ({exc})"
+        submission.status, submission.detail = "invalid_json", f"the file is not valid JSON ({cap(str(exc), 200)})"
         return
     if not isinstance(document, dict):
         submission.status, submission.detail = "not_a_notebook", "the JSON is not a notebook"
@@ -118,145 +135,21 @@ def precheck(submission: Submission) -> None:
     if version != 4 or not isinstance(document.get("cells"), list):
         submission.status, submission.detail = "not_a_notebook", "the JSON has no nbformat 4 list of cells"
         return
+    submission.cells = document["cells"]
     submission.status = "ready"
 
 
-def _slug(index: int, name: str) -> str:
-    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
-
-
-def _environment(out: Path) -> dict[str, str]:
-    """What the grading pytest and its kernels see: nothing of the grader's own secrets."""
-    home = out / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    venv_bin = str(Path(sys.executable).parent)
-    keep = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
-    if "OPENBLAS_CORETYPE" in os.environ:  # machine-specific BLAS fixes, not secrets
-        keep["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
-    if "OPENBLAS_L2_SIZE" in os.environ:
-        keep["OPENBLAS_L2_SIZE"] = os.environ["OPENBLAS_L2_SIZE"]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return {
-        **keep,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(cache),  # shares the migrated empty MLflow database template
-        "PYTHONPATH": str(REPO),
-        "PYTHONHASHSEED": "0",
-        "OMP_NUM_THREADS": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        "JUPYTER_PLATFORM_DIRS": "1",
-        "TMPDIR": str(home),
-    }
-
-
-def run_pytest(
-    manifest: Path, notebooks: list[Path], out: Path, *, jobs: int, timeout: float, private: Path | None
-) -> dict[str, Any]:
-    """Run nbval + the grading plugin over prepared notebooks; return the plugin's results."""
-    results = out / "results.json"
-    ini = out / "grading.ini"
-    ini.write_text("[pytest]\n# written by scripts.grading.grade; keeps submissions from supplying a config\n")
-    command = [
-        sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(out / "work"),
-        "-p", "scripts.grading.plugin", "-p", "no:cacheprovider", "--noconftest", "-q", "--no-header",
-        "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout", f"{timeout:g}",
-        "--grading-manifest", str(manifest), "--grading-results", str(results),
-        "--grading-total", str(len(notebooks)),
-    ]
-    if private is not None:
-        command += ["--grading-private", str(private)]
-    if jobs > 1:
-        command += ["-n", str(jobs), "--dist", "loadfile"]
-    command += [str(path) for path in notebooks]
-    with (out / "pytest.log").open("w", encoding="utf-8") as log:
-        done = subprocess.run(command, cwd=out / "work", env=_environment(out), stdout=log, stderr=None, check=False)
-    if done.returncode not in (0, 1) or not results.is_file():  # 0/1: cells passed/failed; else pytest broke
-        raise GradingError(f"the grading run itself failed (pytest exit {done.returncode}); see {out / 'pytest.log'}")
-    return json.loads(results.read_text(encoding="utf-8"))
-
-
-def score(manifest: dict[str, Any], name: str, result: dict[str, Any] | None, status: str, detail: str = "") -> Row:
-    """Turn one submission's item results into a gradebook row."""
-    exercises = manifest["exercises"]
-    maximum = float(sum(entry["points"] for entry in exercises.values()))
-    scores = {exercise: 0.0 for exercise in exercises}
-    if result is None:
-        return Row(name, scores, 0.0, maximum, status, [], detail=detail)
-    checks: list[dict[str, Any]] = []
-    errors: dict[str, str] = {}
-    events = list(result.get("events", []))
-    for item in result["items"]:
-        exercise = item.get("exercise")
-        if item["role"] in ("lab-check", "lab-hidden") and exercise in scores:
-            records = [r for r in item.get("records", []) if r.get("exercise") == exercise]
-            earned = min(float(item["points"]), sum(float(r["earned"]) for r in records))
-            scores[exercise] += earned
-            checks.append(
-                {
-                    "cell": item["cell_id"], "exercise": exercise, "kind": "held-out" if item["role"] == "lab-hidden" else "public",
-                    "earned": earned, "possible": float(item["points"]), "outcome": item["outcome"],
-                    "duration": item["duration"], "hint": item.get("hint", ""),
-                    "checks": [
-                        {"id": r["id"], "passed": r["passed"], "earned": r["earned"], "points": r["points"], "message": r["message"]}
-                        for r in records
-                    ],
-                    "error": None if records else item.get("error"),
-                }
-            )
-        elif item["role"] == "exercise" and item.get("error") and exercise and exercise not in errors:
-            errors[exercise] = item["error"]
-    scores = {exercise: min(value, float(exercises[exercise]["points"])) for exercise, value in scores.items()}
-    flags = set(result.get("flags", []))
-    if any(event == "suppressed_error" for event in events):
-        flags.add("suppressed_error")
-    if any(event.startswith("timeout@") for event in events):
-        status = "timeout"
-        flags.update(event for event in events if event.startswith("timeout@"))
-    elif any(event.startswith(("kernel_died", "kernel_restarted")) for event in events):
-        status = "kernel_died"
-        flags.update(event for event in events if event.startswith("kernel_died@"))
-    if not result["items"] or all(item["outcome"] == "not run" for item in result["items"]):
-        status, detail = "error", "no cell could be run"
-    return Row(name, scores, round(sum(scores.values()), 3), maximum, status, sorted(flags), checks, errors, detail)
-
-
-def feedback(row: Row, manifest: dict[str, Any]) -> str:
-    """Markdown feedback for one student: scores, check messages, first errors, notices."""
-    lines = [f"# Feedback: {row.submission}", "", f"Lab {manifest['lab']} — **{row.total:g} / {row.max:g} points**", ""]
-    if row.status not in ("ok",):
-        lines += [f"> Status: **{row.status}**. {row.detail}".rstrip(), ""]
-    if "tampered" in row.flags:
-        lines += ["> A locked cell (setup or check) was edited or deleted; the original was restored and used.", ""]
-    if "suppressed_error" in row.flags:
-        lines += ["> A cell raised an error whose traceback was suppressed; it counts as failed.", ""]
-    if not row.checks and row.status not in ("ok", "timeout", "kernel_died"):
-        return "\n".join(lines + ["Nothing was run, so every exercise scores 0. Fix the file and submit it again."]) + "\n"
-    lines += ["| exercise | points |", "|---|---|"]
-    lines += [f"| {ex} | {row.scores[ex]:g} / {manifest['exercises'][ex]['points']:g} |" for ex in row.scores]
-    for exercise in row.scores:
-        lines += ["", f"## Exercise {exercise}"]
-        if exercise in row.errors:
-            lines.append(f"- Your exercise cell stopped with: `{row.errors[exercise]}`")
-        for check in (c for c in row.checks if c["exercise"] == exercise):
-            if check["kind"] == "held-out":
-                verdict = "passed" if check["earned"] == check["possible"] else "failed"
-                hint = f" — {check['hint']}" if check["hint"] and verdict == "failed" else ""
-                lines.append(f"- held-out check `{check['cell']}`: {verdict} ({check['earned']:g}/{check['possible']:g}){hint}")
-                continue
-            for record in check["checks"]:
-                mark = "✓" if record["passed"] else "✗"
-                lines.append(f"- {mark} {record['message']} ({record['earned']:g}/{record['points']:g})")
-            if not check["checks"]:
-                lines.append(f"- ✗ the checks could not run: {check['error'] or check['outcome']}")
-    return "\n".join(lines) + "\n"
+def slug(name: str) -> str:
+    """A file name for a submission: readable and unique (a hash of the full name)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] + "-" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 def private_checks(folder: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """An instructor's held-out checks for this lab, from ``FOLDER/<notebook stem>.hidden.json``.
+    """An instructor's held-out judgments for this lab, from ``FOLDER/<notebook stem>.hidden.json``.
 
-    Used both here (to count their points) and by the pytest plugin (to run them).
+    Each is a judgment (``answer`` or ``fact``, with ``expect`` or ``"op": "exists"``) plus
+    ``id``, ``exercise``, ``points`` and ``after`` (the cell after which its answer is exported).
+    They stay in the grader's process: no kernel ever sees them.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -269,12 +162,198 @@ def private_checks(folder: str | Path, manifest: dict[str, Any]) -> list[dict[st
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise GradingError(f"{path} is not a held-out check file ({exc}); see the instructors' page") from None
     for check in checks:
-        missing = {"id", "exercise", "points", "after", "source"} - set(check)
-        if missing:
-            raise GradingError(f"{path}: held-out check {check.get('id')!r} lacks {sorted(missing)}")
+        missing = {"id", "exercise", "points", "after"} - set(check)
+        if missing or not ({"answer", "fact"} & set(check)) or not ({"expect", "op"} & set(check)):
+            raise GradingError(
+                f"{path}: held-out check {check.get('id')!r} needs id, exercise, points, after, "
+                "answer or fact, and expect or op (missing {sorted(missing)})"
+            )
         if check["exercise"] not in manifest["exercises"]:
             raise GradingError(f"{path}: held-out check {check['id']!r} names unknown exercise {check['exercise']!r}")
-    return checks
+    return [{**check, "held_out": True} for check in checks]
+
+
+def score(
+    manifest: dict[str, Any],
+    name: str,
+    outcome: session.Outcome,
+    facts_by_cell: dict[str, Any],
+    key: dict[str, Any],
+    held_out: list[dict[str, Any]],
+    flags: set[str],
+) -> Row:
+    """Judge one submission's answers and facts into a gradebook row."""
+    exercises = manifest["exercises"]
+    maximum = float(sum(entry["points"] for entry in exercises.values()))
+    scores = {exercise: 0.0 for exercise in exercises}
+    checks: list[dict[str, Any]] = []
+    recorded = key.get("values", {})
+    for cell_id, entries in plan.judgments(manifest, held_out).items():
+        by_kind: dict[bool, list[judge.Verdict]] = {}
+        facts = facts_by_cell.get(cell_id, {})  # the registry right after this cell
+        for entry in entries:
+            if "expect" in entry:
+                expected = entry["expect"]
+            elif "expect_fact" in entry:  # relative to this submission's own registry
+                expected = judge.lookup(facts, list(entry["expect_fact"]))
+            else:
+                expected = recorded.get(entry["id"], judge.MISSING)
+            verdict = judge.judge(entry, outcome.answers, facts, expected)
+            if entry.get("held_out"):
+                verdict = judge.Verdict(
+                    verdict.id,
+                    verdict.passed,
+                    verdict.points,
+                    verdict.earned,
+                    f"held-out check `{entry['id']}`" + ("" if verdict.passed else f" — {entry.get('hint', '')}"),
+                )
+            by_kind.setdefault(bool(entry.get("held_out")), []).append(verdict)
+            scores[entry["exercise"]] += verdict.earned
+        cell = outcome.cells.get(cell_id, {"status": "not run", "error": None})
+        for held, verdicts in by_kind.items():
+            checks.append(
+                {
+                    "cell": cell_id,
+                    "exercise": entries[0]["exercise"],
+                    "kind": "held-out" if held else "public",
+                    "earned": sum(v.earned for v in verdicts),
+                    "possible": sum(v.points for v in verdicts),
+                    "outcome": cell["status"],
+                    "checks": [
+                        {
+                            "id": v.id,
+                            "passed": v.passed,
+                            "earned": v.earned,
+                            "points": v.points,
+                            "message": cap(v.message),
+                        }
+                        for v in verdicts
+                    ],
+                }
+            )
+    scores = {ex: round(min(value, float(exercises[ex]["points"])), 3) for ex, value in scores.items()}
+    errors: dict[str, str] = {}
+    exercise_of = {cell["id"]: cell.get("exercise") for cell in manifest["cells"]}
+    for cell_id, cell in outcome.cells.items():
+        exercise = exercise_of.get(cell_id)
+        if exercise and cell["status"] != "ok" and exercise not in errors and cell.get("error"):
+            errors[exercise] = cap(cell["error"], 1000)
+    flags = set(flags) | set(outcome.events)
+    status, detail = "ok", ""
+    if any(event.startswith("timeout@") for event in outcome.events):
+        status = "timeout"
+    elif any(event.startswith("kernel_died@") for event in outcome.events):
+        status = "kernel_died"
+    if outcome.cells and not outcome.finished and status == "ok":
+        status, detail = (
+            "incomplete",
+            "the run ended before the last cell (a cell stopped the kernel's supervisor); later exercises score 0",
+        )
+    if not outcome.cells:
+        status, detail = (
+            "error",
+            "no cell could be run: "
+            + cap(
+                outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else "the kernel did not start", 500
+            ),
+        )
+    return Row(name, scores, round(sum(scores.values()), 3), maximum, status, sorted(flags), checks, errors, detail)
+
+
+def feedback(row: Row, manifest: dict[str, Any]) -> str:
+    """Markdown feedback for one student: scores, the grader's judgments, first errors, notices."""
+    lines = [f"# Feedback: {row.submission}", "", f"Lab {manifest['lab']} — **{row.total:g} / {row.max:g} points**", ""]
+    if row.status != "ok":
+        lines += [f"> Status: **{row.status}**. {row.detail}".rstrip(), ""]
+    if "tampered" in row.flags:
+        lines += ["> A locked cell (setup or check) was edited or deleted; the original was restored and used.", ""]
+    if "matched_by_content" in row.flags:
+        lines += ["> Your notebook has no cell ids (an older Jupyter saved it); its cells were matched by content.", ""]
+    if "unsandboxed" in row.flags:
+        lines += ["> Graded without the sandbox (--no-sandbox).", ""]
+    if not row.checks and row.status not in ("ok", "timeout", "kernel_died"):
+        return (
+            "\n".join(lines + ["Nothing was run, so every exercise scores 0. Fix the file and submit it again."]) + "\n"
+        )
+    lines += ["| exercise | points |", "|---|---|"]
+    lines += [f"| {ex} | {row.scores[ex]:g} / {manifest['exercises'][ex]['points']:g} |" for ex in row.scores]
+    for exercise in row.scores:
+        lines += ["", f"## Exercise {exercise}"]
+        if exercise in row.errors:
+            lines.append(f"- Your exercise cell stopped with: `{cap(row.errors[exercise], 1000)}`")
+        for check in (c for c in row.checks if c["exercise"] == exercise):
+            if check["kind"] == "held-out":
+                for record in check["checks"]:
+                    verdict = "passed" if record["passed"] else "failed"
+                    lines.append(
+                        f"- {record['message'].split(' — ')[0]}: {verdict} ({record['earned']:g}/{record['points']:g})"
+                        + ("" if record["passed"] else " — " + record["message"].split(" — ", 1)[-1])
+                    )
+                continue
+            for record in check["checks"]:
+                mark = "✓" if record["passed"] else "✗"
+                lines.append(f"- {mark} {record['message']} ({record['earned']:g}/{record['points']:g})")
+    return "\n".join(lines) + "\n"
+
+
+def database(manifest: dict[str, Any]) -> str:
+    """The lab's workspace database, relative to the notebook's folder (``open_workspace(<stem>)``)."""
+    return f".mlops/{Path(manifest['notebook']).stem}/mlflow.db"
+
+
+def _grade_one(
+    submission: Submission,
+    slug_: str,
+    manifest: dict[str, Any],
+    key: dict[str, Any],
+    held_out: list[dict[str, Any]],
+    out: Path,
+    *,
+    timeout: float,
+    sandboxed: bool,
+    limits: sandbox.Limits,
+    cache: Path | None,
+    run_key: str,
+) -> Row:
+    flags = set() if sandboxed else {"unsandboxed"}
+    if submission.status != "ready":
+        maximum = float(sum(entry["points"] for entry in manifest["exercises"].values()))
+        row = Row(
+            submission.name,
+            {ex: 0.0 for ex in manifest["exercises"]},
+            0.0,
+            maximum,
+            submission.status,
+            sorted(flags),
+            detail=submission.detail,
+        )
+    else:
+        assert submission.cells is not None
+        steps = plan.build(submission.cells, manifest, held_out)
+        workdir = out / "work" / slug_
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        snapshots = out / "work" / f"{slug_}.facts"
+        try:
+            outcome = session.run(
+                steps,
+                workdir,
+                out / "logs" / f"{slug_}.log",
+                timeout=timeout,
+                sandboxed=sandboxed,
+                limits=limits,
+                cache=cache,
+                database=database(manifest),
+            )
+            facts = session.probe(outcome.snapshots, snapshots, sandboxed=sandboxed, limits=limits)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(snapshots, ignore_errors=True)
+        row = score(manifest, submission.name, outcome, facts, key, held_out, steps.flags | flags)
+    row.key = run_key
+    results.save(out / "results", slug_, row)
+    return row
 
 
 def grade(
@@ -285,72 +364,89 @@ def grade(
     jobs: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
     private: str | Path | None = None,
+    sandboxed: bool = True,
+    resume: bool = False,
+    limits: sandbox.Limits = sandbox.Limits(),
 ) -> list[Row]:
-    """Grade ``paths`` against lab ``lab``; write the gradebook and feedback into ``out``."""
+    """Grade ``paths`` against lab ``lab``; write results, the gradebook and feedback into ``out``."""
     if jobs < 1:
         raise GradingError("-j must be at least 1")
     manifest_path = manifest_for(lab)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if private is not None:
-        for check in private_checks(private, manifest):
-            manifest["exercises"][check["exercise"]]["points"] += float(check["points"])
+    key = expected_for(manifest_path)
+    held_out = private_checks(private, manifest) if private is not None else []
+    for check in held_out:
+        manifest["exercises"][check["exercise"]]["points"] += float(check["points"])
+    if sandboxed:
+        try:
+            sandbox.check_works()
+        except sandbox.SandboxUnavailable as exc:
+            raise GradingError(str(exc)) from None
     submissions = collect(list(paths))
-    out = Path(out)
-    work = out / "work"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    notebooks = []
-    for index, submission in enumerate(submissions):
-        precheck(submission)
-        if submission.status == "ready":
-            folder = work / _slug(index, submission.name)
-            folder.mkdir()
-            target = folder / manifest["notebook"]
-            shutil.copyfile(submission.path, target)  # only the notebook: nothing shipped beside it
-            submission.workdir = folder
-            notebooks.append(target)
-    results: dict[str, Any] = {}
-    if notebooks:
-        results = run_pytest(manifest_path, notebooks, out, jobs=jobs, timeout=timeout, private=Path(private) if private else None)
-    rows = []
+    out = Path(out).resolve()  # sandboxes bind folders by absolute path
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    lab_key = hashlib.sha256(
+        (
+            manifest_path.read_text()
+            + json.dumps(key, sort_keys=True)
+            + json.dumps(held_out, sort_keys=True)
+            + str(sandboxed)
+        ).encode()
+    ).hexdigest()
+    done = results.load(out / "results") if resume else {}
+    if not resume and (out / "results").exists():
+        shutil.rmtree(out / "results")
+    todo = []
     for submission in submissions:
-        if submission.status != "ready":
-            rows.append(score(manifest, submission.name, None, submission.status, submission.detail))
+        precheck(submission)
+        name = slug(submission.name)
+        run_key = f"{submission.key}:{lab_key}"
+        if name in done and done[name].key == run_key:
             continue
-        assert submission.workdir is not None
-        result = results.get(submission.workdir.name)
-        if result is None:
-            rows.append(score(manifest, submission.name, None, "error", "the grader produced no result for it"))
-        else:
-            rows.append(score(manifest, submission.name, result, "ok"))
-    rows.sort(key=lambda row: row.submission)
-    write_gradebook(rows, manifest, out)
-    return rows
+        todo.append((submission, name, run_key))
+    cache = session.prepare_cache(out / "cache") if any(s.status == "ready" for s, _, _ in todo) else None
+    finished = [0]
+
+    def one(item: tuple[Submission, str, str]) -> Row:
+        submission, name, run_key = item
+        row = _grade_one(
+            submission,
+            name,
+            manifest,
+            key,
+            held_out,
+            out,
+            timeout=timeout,
+            sandboxed=sandboxed,
+            limits=limits,
+            cache=cache,
+            run_key=run_key,
+        )
+        finished[0] += 1
+        sys.stderr.write(f"\rgraded {finished[0]}/{len(todo)}")
+        sys.stderr.flush()
+        return row
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, todo))
+    if todo:
+        sys.stderr.write("\n")
+    return rebuild(out, manifest, [slug(s.name) for s in submissions])
 
 
-def write_gradebook(rows: list[Row], manifest: dict[str, Any], out: Path) -> None:
-    exercises = list(manifest["exercises"])
-    with (out / "gradebook.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["submission", *exercises, "total", "max", "status", "flags"])
-        for row in rows:
-            writer.writerow([row.submission, *(f"{row.scores[e]:g}" for e in exercises), f"{row.total:g}", f"{row.max:g}", row.status, ";".join(row.flags)])
-    document = {
-        "lab": manifest["lab"],
-        "notebook": manifest["notebook"],
-        "exercises": {ex: entry["points"] for ex, entry in manifest["exercises"].items()},
-        "submissions": [
-            {"submission": r.submission, "scores": r.scores, "total": r.total, "max": r.max, "status": r.status,
-             "flags": r.flags, "detail": r.detail, "errors": r.errors, "checks": r.checks}
-            for r in rows
-        ],
-    }
-    (out / "gradebook.json").write_text(json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None) -> list[Row]:
+    """Gradebook and feedback from the result files (all of them, or those of ``slugs``)."""
+    stored = results.load(out / "results")
+    rows = sorted(
+        (row for name, row in stored.items() if slugs is None or name in slugs), key=lambda row: row.submission
+    )
+    results.gradebook(out, rows, manifest["exercises"], manifest["lab"])
     folder = out / "feedback"
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir()
     for row in rows:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", row.submission)
-        (folder / f"{name}.md").write_text(feedback(row, manifest), encoding="utf-8")
+        results.write_atomic(folder / f"{name}.md", feedback(row, manifest))
+    return rows

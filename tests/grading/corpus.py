@@ -7,15 +7,11 @@ tests run, so the corpus follows the lab; the expected scores below are written 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import nbformat
-
-REPO = Path(__file__).resolve().parents[2]
-SOLUTION = REPO / "solutions" / "00-first-model.ipynb"
-LAB = REPO / "labs" / "00-first-model.ipynb"
+from scripts.grading.samples import LAB, SOLUTION, blank, cell, load, partial, save
 
 
 @dataclass(frozen=True)
@@ -27,33 +23,7 @@ class Case:
     build: Callable[[Path], Path] = field(default=lambda folder: folder, repr=False)
 
 
-def _load(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def _cell(nb: nbformat.NotebookNode, cell_id: str) -> nbformat.NotebookNode:
-    return next(cell for cell in nb.cells if cell.get("id") == cell_id)
-
-
-def _save(nb: nbformat.NotebookNode, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
-
-def solution(folder: Path) -> Path:
-    return _save(_load(SOLUTION), folder / "solution.ipynb")
-
-
-def blank(folder: Path) -> Path:
-    return _save(_load(LAB), folder / "blank.ipynb")
-
-
-def partial(folder: Path) -> Path:
-    nb, lab = _load(SOLUTION), _load(LAB)
-    for cell_id in ("ex3", "ex4"):
-        _cell(nb, cell_id).source = _cell(lab, cell_id).source
-    return _save(nb, folder / "partial.ipynb")
+_load, _cell, _save = load, cell, save
 
 
 def wrong(folder: Path) -> Path:
@@ -155,11 +125,7 @@ def write_private(folder: Path) -> Path:
     check = {
         "id": "00.4-h1", "exercise": "00.4", "points": 1, "after": "ex4-check",
         "hint": "an alias named champion must exist in the registry",
-        "source": (
-            'with exercise("00.4") as check:\n'
-            '    check.that(lambda: client.get_model_version_by_alias(MODEL_NAME, "champion") is not None,\n'
-            '               "alias champion is set", points=1)'
-        ),
+        "fact": ["churn-classifier", "aliases", "champion"], "op": "exists",
     }
     (folder / "00-first-model.hidden.json").write_text(json.dumps({"checks": [check]}))
     return folder

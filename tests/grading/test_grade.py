@@ -15,8 +15,8 @@ import pytest
 from scripts.grading.grade import GradingError, collect, grade, manifest_for
 from tests.grading.corpus import CASES, Case, write_private
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS_TIMEOUT = 45.0  # seconds per cell: far above any Lab 00 cell even on a loaded machine
+REPO = Path(__file__).resolve().parents[2]
+CORPUS_TIMEOUT = 30.0  # seconds per cell: far above any Lab 00 cell even on a loaded machine
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
@@ -55,7 +55,7 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
     assert {entry["submission"] for entry in document["submissions"]} == {case.name for case in CASES}
     wrong = next(entry for entry in document["submissions"] if entry["submission"] == "wrong.ipynb")
     check = next(c for c in wrong["checks"] if c["exercise"] == "00.1")
-    assert check["earned"] == 1 and check["possible"] == 3 and check["duration"] >= 0
+    assert check["earned"] == 1 and check["possible"] == 3
     messages = [record["message"] for record in check["checks"]]
     assert any("expected 'student'" in message and "found 'consumer'" in message for message in messages)
     feedback = (out / "feedback" / "wrong.ipynb.md").read_text()
@@ -71,7 +71,7 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
     restored = next(c for c in by_name["deleted-check.ipynb"]["checks"] if c["cell"] == "ex2-check")
     assert restored["checks"], "the restored check cell must have run and reported"
     suppressed = by_name["suppressed-traceback.ipynb"]["checks"]
-    assert suppressed and all(c["outcome"] == "failed" for c in suppressed), "suppressed tracebacks still fail"
+    assert suppressed and all(c["outcome"] == "error" for c in suppressed), "suppressed tracebacks still fail"
     corrupted = (out / "feedback" / "corrupted.ipynb.md").read_text()
     assert "**invalid_json**" in corrupted and "Nothing was run" in corrupted
 
@@ -86,14 +86,10 @@ def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, P
     for name in again:
         assert again[name] == before[name]
 
-    def without_durations(path: Path) -> dict[str, object]:
-        document = json.loads(path.read_text())
-        for entry in document["submissions"]:
-            for check in entry["checks"]:
-                check.pop("duration")
-        return {e["submission"]: e for e in document["submissions"]}
+    def by_name(path: Path) -> dict[str, object]:
+        return {e["submission"]: e for e in json.loads(path.read_text())["submissions"]}
 
-    a, b = without_durations(tmp_path / "gradebook.json"), without_durations(first / "gradebook.json")
+    a, b = by_name(tmp_path / "gradebook.json"), by_name(first / "gradebook.json")
     assert all(a[name] == b[name] for name in a)
 
 
@@ -126,14 +122,14 @@ def test_names_are_unique_and_readable(tmp_path: Path) -> None:
     assert names == ["a/lab.ipynb", "b/lab.ipynb", "lab.ipynb", "lab.ipynb#2"]
 
 
-def test_kernels_get_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scripts.grading.grade import _environment
+def test_kernels_get_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.grading.sandbox import environment
 
     monkeypatch.setenv("GRADER_API_TOKEN", "s3cr3t")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
-    env = _environment(tmp_path)
+    env = environment()
     assert "s3cr3t" not in env.values() and "nope" not in env.values()
-    assert not any(key.startswith(("GRADER_", "AWS_", "MLFLOW_TRACKING")) for key in env)
-    assert Path(env["HOME"]).is_relative_to(tmp_path), "kernels get a throw-away HOME"
+    assert not any(key.startswith(("GRADER_", "AWS_", "MLFLOW_TRACKING", "PYTHONPATH")) for key in env)
+    assert env["HOME"].startswith("/tmp"), "kernels get a throw-away HOME in their private /tmp"
     assert env["PYTHONHASHSEED"] == "0" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"

@@ -19,13 +19,17 @@ def _cell(cell_id: str, source: str, tag: str | None = None, **lab) -> nbformat.
     return cell
 
 
+JUDGE = [{"id": "a", "what": "y", "points": 2, "answer": "y"}]
+
+
 def _valid_cells() -> list[nbformat.NotebookNode]:
     return [
         new_markdown_cell("# Lab 99", id="title"),
         _cell("setup", "x = 1", "lab-setup"),
         _cell("ex", "# BEGIN SOLUTION\ny = x + 1\n# END SOLUTION\nprint(y)", "lab-exercise", exercise="99.1"),
-        _cell("ex-check", "assert y == 2", "lab-check", exercise="99.1", points=2),
-        _cell("ex-hidden", "assert y > 0", "lab-hidden", exercise="99.1", points=1),
+        _cell("ex-check", "assert y == 2", "lab-check", exercise="99.1", points=2, judge=JUDGE),
+        _cell("ex-hidden", "assert y > 0", "lab-hidden", exercise="99.1", points=1,
+              judge=[{"id": "h", "points": 1, "answer": "y > 0"}]),
     ]
 
 
@@ -47,6 +51,10 @@ def test_valid_notebook_gives_exercises_with_points() -> None:
         (lambda cells: cells[2].update(source="y = 2"), "has no '# BEGIN SOLUTION' region"),
         (lambda cells: cells[2].metadata["lab"].update(exercise="one"), "must look like '00.1'"),
         (lambda cells: cells[1].metadata.update(tags=["lab-setup", "lab-check"]), "several role tags"),
+        (lambda cells: cells[3].metadata["lab"].pop("judge"), "needs a lab.judge list"),
+        (lambda cells: cells[3].metadata["lab"]["judge"][0].update(points=1), "worth 1 points but the cell's lab.points is 2"),
+        (lambda cells: cells[3].metadata["lab"]["judge"][0].update(fact=["m"]), "exactly one of 'answer'"),
+        (lambda cells: cells[3].metadata["lab"]["judge"][0].update(answer="y ="), "not a Python expression"),
     ],
 )
 def test_authoring_errors_are_reported(mutate, problem: str) -> None:

@@ -1,8 +1,9 @@
 """Every lab through the grader: the reference solution scores 100 % and the generated student
-notebook 0, without crashing the grader. (Lab 00 is proven by the corpus in test_grading.py.)"""
+notebook 0, without crashing the grader. (Lab 00 is proven by the corpus in test_grade.py.)"""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from scripts.grading import assign
 from scripts.grading.grade import grade
 from tests.grading.corpus import CASES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Lab 00's solution and student notebook are in the corpus above (carol/..., blank.ipynb).
 OTHER_LABS = [path for path in assign.solutions() if not path.name.startswith("00-")]
@@ -36,5 +37,25 @@ def test_solution_scores_full_marks_and_student_notebook_zero(solution: Path, tm
     assert (reference.total, reference.status, reference.flags) == (reference.max, "ok", []), reference
     assert (student.total, student.status, student.flags) == (0, "ok", []), student
     assert all(check["checks"] for check in student.checks), "every check cell must report, not crash"
+
+
+@pytest.mark.parametrize("solution", assign.solutions(), ids=[p.stem for p in assign.solutions()])
+def test_answer_keys_were_recorded_for_the_current_manifests(solution: Path) -> None:
+    from scripts.grading.grade import manifest_for
+    from scripts.grading.record import key_path, manifest_sha
+
+    manifest = manifest_for(solution.stem)
+    key = json.loads(key_path(manifest).read_text())
+    assert key["manifest_sha256"] == manifest_sha(manifest), (
+        f"{key_path(manifest).name} is older than its manifest: run `python -m scripts.grading record {solution.name[:2]}`"
+    )
+
+
+def test_no_student_notebook_carries_an_answer_key() -> None:
+    for lab in (REPO / "labs").glob("*.ipynb"):
+        text = lab.read_text()
+        assert "b64decode" not in text and "zlib" not in text, lab.name
+        for key in (REPO / "scripts" / "grading" / "manifests").glob("*.expected.json"):
+            assert key.name not in text
 
 

@@ -1,0 +1,53 @@
+"""Plain-data export and the grader's comparisons (fast, no kernel)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from scripts.grading import export, judge
+
+
+def test_export_gives_plain_data_and_refuses_look_alikes() -> None:
+    frame = pd.DataFrame({"model": ["hgb"], "accuracy": [0.78]})
+    assert export.plain(frame) == {"columns": ["model", "accuracy"], "index": [0], "records": [["hgb", 0.78]]}
+    assert export.plain({"a": {3, 1}, "b": (1, None)}) == {"a": [1, 3], "b": [1, None]}
+
+    @dataclass
+    class Result:
+        version: int
+
+    assert export.plain(Result(2)) == {"version": 2}
+
+    class Sneaky(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    for value in (Sneaky("x"), lambda: 1, object()):
+        with pytest.raises(export.NotPlainData):
+            export.plain(value)
+    answers = json.loads(export.dumps({"x": 41, "s": Sneaky("y")}, {"a": "x + 1", "b": "s", "c": "missing", "d": "letters('c, a')"}))
+    assert answers["a"] == {"value": 42} and answers["d"] == {"value": ["A", "C"]}
+    assert "NotPlainData" in answers["b"]["error"] and "NameError" in answers["c"]["error"]
+
+
+def test_comparisons_are_strict_about_types_and_tolerant_about_floats() -> None:
+    assert judge.same([["hgb", 0.7829000001]], [["hgb", 0.7829]], tol=1e-6)
+    assert not judge.same(True, 1) and not judge.same(1, True) and not judge.same("1", 1)
+    assert not judge.same({"a": 1}, {"a": 1, "b": 2}) and not judge.same(float("nan"), 0.0, tol=1.0)
+    assert judge.lookup({"m": {"versions": {"2": {"tags": {"gate.verdict": "fail"}}}}},
+                        ["m", "versions", 2, "tags", "gate.verdict"]) == "fail"
+    assert judge.lookup({"h": [1, 2, 3]}, ["h", -1]) == 3 and judge.lookup({}, ["x"]) is judge.MISSING
+
+
+def test_a_judgment_fails_with_the_reason_and_hides_secret_answers() -> None:
+    entry = {"id": "c/a", "what": "answer_staging", "points": 2, "answer": "letters(answer_staging)", "secret": True}
+    wrong = judge.judge(entry, {"c/a": {"value": ["A"]}}, {}, ["A", "C"])
+    assert not wrong.passed and wrong.earned == 0 and "A', 'C" not in wrong.message and "found ['A']" in wrong.message
+    missing = judge.judge(entry, {"c/a": {"error": "NameError: name 'answer_staging' is not defined"}}, {}, ["A", "C"])
+    assert "is not defined" in missing.message
+    fact = {"id": "c/b", "what": "alias", "points": 1, "fact": ["m", "aliases", "champion"], "op": "exists"}
+    assert judge.judge(fact, {}, {"m": {"aliases": {"champion": 2}}}, judge.MISSING).earned == 1
