@@ -129,12 +129,14 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
                "--workers", "1"]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"  # a file, not a pipe nobody reads: a full pipe would block the server
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # a fresh store runs every migration; CI shares 2 cores
         while time.monotonic() < deadline:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr else ""
+            assert server.poll() is None, log.read_text(errors="replace")[-2000:]
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -142,7 +144,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
                 pass
             time.sleep(0.2)
         else:
-            pytest.fail("mlflow server did not become healthy in 90 s")
+            pytest.fail("mlflow server did not become healthy in 180 s:\n" + log.read_text(errors="replace")[-2000:])
         yield url
     finally:
         server.terminate()
