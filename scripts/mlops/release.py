@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import MlopsError
+from .files import fsync_dir, write_atomic
 
 TAGS_FILE = "tags.json"
 INDEX_FILE = "index.jsonl"
@@ -189,35 +190,11 @@ class ReleaseIndex:
     entries: list[ReleaseEntry]
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _restore(path: Path, old: str | None) -> None:
     if old is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     else:
         write_atomic(path, old)
 
