@@ -25,16 +25,11 @@ from typing import Any
 from ..errors import EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE, MlopsError
 from ..github import add_summary, post_comment, set_output
 from ..release import read_candidate
+from .common import open_cli_workspace
 
 # --------------------------------------------------------------------------------------
 # Helpers: GitHub's files
 # --------------------------------------------------------------------------------------
-
-
-def _workspace(args: argparse.Namespace) -> Any:
-    from ..workspace import open_workspace
-
-    return open_workspace(args.workspace, fresh=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -57,7 +52,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 def cmd_ci_run(args: argparse.Namespace) -> int:
     from .. import ci_local
 
-    ws = _workspace(args)
+    ws = open_cli_workspace(args)
     variables = {
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.db.resolve()}",
         "MLOPS_RELEASES_DIR": str((ws.root / "releases").resolve()),
@@ -102,7 +97,7 @@ def cmd_ci_candidate(args: argparse.Namespace) -> int:
     from .. import registry
 
     candidate = read_candidate(args.file, args.model)
-    _workspace(args)
+    open_cli_workspace(args)
     info = registry.get_version(candidate["model"], candidate["version"])
     outputs = {**{key: str(value) for key, value in candidate.items()}, "model_uri": info.uri}
     for name, value in outputs.items():
@@ -163,7 +158,7 @@ def cmd_release_promote(args: argparse.Namespace) -> int:
     try:
         mode = release.require_release_mode()
         folder = _releases_dir(args)
-        _workspace(args)
+        open_cli_workspace(args)
         result = release.promote_release(
             args.model,
             args.version,
