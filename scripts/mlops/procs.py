@@ -1,0 +1,147 @@
+"""Which process holds a TCP port or a file open: read from ``/proc``, so a fix can stop *that* process.
+
+Stopping a server by name (``pkill -f "mlflow server"``) also stops every other process whose
+command line happens to match: a classmate's server, another lab's, a CI runner's. These
+helpers find the one process that owns a listening port or holds a database open, by its
+process id, so the fix is ``kill PID`` for exactly that process.
+
+Linux only (``/proc``); elsewhere they return no owners and callers fall back to saying the
+port or file is busy without naming who holds it. Processes of other users are not visible
+(their ``/proc/PID/fd`` cannot be read), which is also reported as "owner unknown".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_PROC = Path("/proc")
+_LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A process found holding something: its id and command line."""
+
+    pid: int
+    cmdline: str
+
+    def __str__(self) -> str:
+        shown = self.cmdline if len(self.cmdline) <= 120 else self.cmdline[:117] + "..."
+        return f"pid {self.pid} ({shown})"
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid`` as one string ('' when it cannot be read)."""
+    try:
+        raw = (_PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\x00", b" ").decode(errors="replace").strip()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6, any address)."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _LISTEN:
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _pids() -> list[int]:
+    try:
+        return sorted(int(entry.name) for entry in os.scandir(_PROC) if entry.name.isdigit())
+    except OSError:
+        return []
+
+
+def _holders(targets: set[str]) -> list[ProcessInfo]:
+    """Processes with an open file descriptor whose link text is one of ``targets``."""
+    found: list[ProcessInfo] = []
+    if not targets:
+        return found
+    for pid in _pids():
+        fd_dir = _PROC / str(pid) / "fd"
+        try:
+            links = {os.readlink(entry.path) for entry in os.scandir(fd_dir)}
+        except OSError:  # gone, or another user's process
+            continue
+        if links & targets:
+            found.append(ProcessInfo(pid, cmdline(pid)))
+    return found
+
+
+def port_owners(port: int) -> list[ProcessInfo]:
+    """The processes holding a socket that listens on TCP ``port`` (empty if none are visible)."""
+    return _holders({f"socket:[{inode}]" for inode in _listening_inodes(port)})
+
+
+def file_holders(path: str | Path) -> list[ProcessInfo]:
+    """The processes that hold ``path`` (or its SQLite ``-journal``/``-wal`` files) open."""
+    resolved = Path(path).resolve()
+    names = {str(resolved), f"{resolved}-journal", f"{resolved}-wal"}
+    return [info for info in _holders(names) if info.pid != os.getpid()]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when ``host:port`` cannot be bound because something already listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def stop_pid(pid: int, grace: float = 5.0) -> bool:
+    """Stop one process by id: SIGTERM, then SIGKILL after ``grace`` seconds. True once it is gone.
+
+    Only for processes this user started; it never matches by name.
+    """
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting for its parent."""
+    try:
+        status = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"
