@@ -140,8 +140,8 @@ def workspace_folder(name_or_path: str) -> Path:
     return Path(os.environ.get("MLOPS_WORKSPACE_ROOT", DEFAULT_ROOT)) / given
 
 
-def resolve_target(workspace: str | None = None, tracking_uri: str | None = None) -> Target:
-    """The store doctor examines: ``--tracking-uri``, else ``--workspace``, else what MLflow would use."""
+def resolve_target(workspace: str | None = None, tracking_uri: str | None = None, cwd: Path | None = None) -> Target:
+    """The store doctor examines: ``--tracking-uri``, else ``--workspace``, else what MLflow would use in ``cwd``."""
     if tracking_uri:
         return Target(tracking_uri, "--tracking-uri")
     if workspace:
@@ -150,7 +150,7 @@ def resolve_target(workspace: str | None = None, tracking_uri: str | None = None
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return Target(env, "MLFLOW_TRACKING_URI")
-    return Target(mlflow_default_uri(), "MLflow's default (MLFLOW_TRACKING_URI is unset)")
+    return Target(mlflow_default_uri(cwd), "MLflow's default (MLFLOW_TRACKING_URI is unset)")
 
 
 # --- the checks -----------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def check_store(target: Target) -> list[Finding]:
             Finding(
                 "store",
                 "warn",
-                f"MLFLOW_TRACKING_URI is unset: a script run from {Path.cwd()} reads and writes {target.uri}, "
+                f"MLFLOW_TRACKING_URI is unset: a script run in that folder reads and writes {target.uri}, "
                 "not your lab's workspace",
                 "export MLFLOW_TRACKING_URI=sqlite:///$PWD/.mlops/<lab>/mlflow.db (or http://127.0.0.1:PORT) in "
                 "every shell and CI step that must see the lab's registry, or pass --workspace.",
@@ -354,7 +354,7 @@ class AliasTarget:
     location: str
 
 
-def _sqlite_registry(db: Path) -> tuple[list[str], list[AliasTarget]]:
+def sqlite_registry(db: Path) -> tuple[list[str], list[AliasTarget]]:
     """Registered model names and every alias with its version's storage location (SQLite alone)."""
     with _connect_ro(db) as connection:
         names = [row[0] for row in connection.execute("SELECT name FROM registered_models ORDER BY name")]
@@ -548,6 +548,7 @@ class Options:
     data: Path | None = None
     baseline: Path | None = None
     eval_file: Path | None = None
+    cwd: Path | None = None  # the folder whose MLflow default is examined (default: the current one)
 
 
 def _store_findings(target: Target, model: str) -> list[Finding]:
@@ -558,12 +559,15 @@ def _store_findings(target: Target, model: str) -> list[Finding]:
     db = target.sqlite_path
     try:
         if db is not None:
-            schema = check_schema(db)
             lock = check_lock(db)
-            findings += [schema, lock]
-            if schema.failed or lock.failed:
-                return findings  # MLflow cannot use it, and the tables may not be readable
-            names, targets = _sqlite_registry(db)
+            findings.append(lock)
+            if lock.failed:
+                return findings  # a locked database cannot be read either: the lock is the problem
+            schema = check_schema(db)
+            findings.append(schema)
+            if schema.failed:
+                return findings  # MLflow refuses it, and its tables may not be the ones read below
+            names, targets = sqlite_registry(db)
         else:
             names, targets = _http_registry(target.uri)
     except Exception as exc:  # noqa: BLE001 - SQLite, MLflow or network: report, never crash
@@ -602,7 +606,7 @@ def _file_findings(options: Options, target: Target) -> list[Finding]:
 def diagnose(options: Options) -> Report:
     """Run every check that applies to ``options``; never raises for a broken store."""
     start = time.monotonic()
-    target = resolve_target(options.workspace, options.tracking_uri)
+    target = resolve_target(options.workspace, options.tracking_uri, options.cwd)
     report = Report(target)
     report.findings += check_store(target)
     if not any(f.failed for f in report["store"]):

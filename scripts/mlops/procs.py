@@ -119,7 +119,7 @@ def stop_pid(pid: int, grace: float = 5.0) -> bool:
         return True
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     try:
@@ -127,12 +127,12 @@ def stop_pid(pid: int, grace: float = 5.0) -> bool:
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.05)
-    return not _alive(pid)
+    return not alive(pid)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie waiting for its parent."""
     try:
         status = (_PROC / str(pid) / "stat").read_text()

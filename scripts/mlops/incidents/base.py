@@ -1,0 +1,268 @@
+"""What every incident shares: the lab it breaks, the symptom it shows, the verdict of its verify step.
+
+An :class:`Incident` breaks a :class:`Lab` in one known way (``break_``), shows the symptom by
+running the real thing (``observe``: the command's exit code and output, the server's HTTP
+status and body, the exception MLflow raised; never a hand-written imitation), applies the
+right fix (``repair``) and checks the result (``verify``: fails while the lab is broken, or
+when an anti-fix "fixed" it by destroying something). ``cleanup`` stops every process the
+incident started; :func:`drill` runs the whole cycle and always cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..errors import MlopsError
+from ..workspace import Workspace
+
+SymptomKind = Literal["exit", "http", "exception"]
+#: How long a command an incident runs may take before it is stopped (never an endless wait).
+COMMAND_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Symptom:
+    """What the learner sees: an exit code, an HTTP status or an exception, and the real text."""
+
+    kind: SymptomKind
+    text: str
+    code: int | None = None
+
+    def __str__(self) -> str:
+        head = {"exit": f"exit status {self.code}", "http": f"HTTP {self.code}", "exception": "exception"}[self.kind]
+        return f"{head}\n{self.text.strip()}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of a verify step: ``ok`` only when the incident is really fixed."""
+
+    ok: bool
+    detail: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass
+class Lab:
+    """The workspace an incident breaks: a folder with a registered model behind ``@production``.
+
+    ``root`` is the folder the lab runs in (``workspace.root`` may be relative to it). Processes
+    started by an incident are kept in ``processes`` and stopped by :meth:`stop_processes`;
+    ``notes`` carries what ``break_`` must tell ``repair`` and ``verify`` (a port, a backup path).
+    """
+
+    workspace: Workspace
+    root: Path
+    model: str = "churn-classifier"
+    alias: str = "production"
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def current(cls, model: str = "churn-classifier") -> "Lab":
+        """The lab of the workspace most recently opened in this process (``open_workspace``)."""
+        from ..workspace import active
+
+        workspace = active()
+        if workspace is None:
+            raise MlopsError("no lab workspace is open", "call open_workspace(NAME) first (the lab's setup cell does).")
+        return cls(workspace, Path.cwd().resolve(), model)
+
+    @property
+    def folder(self) -> Path:
+        """The workspace folder, absolute."""
+        return (self.root / self.workspace.root).resolve()
+
+    @property
+    def db(self) -> Path:
+        return self.folder / "mlflow.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.db}"
+
+    @property
+    def scratch(self) -> Path:
+        """A folder for the files incidents write (CI step scripts, data batches, payloads)."""
+        path = self.folder / "incidents"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def data_file(self, batch: str) -> Path:
+        """One of the seeded data files (``v1``, ``v2``, ``eval``), written on first use."""
+        from .. import data
+
+        path = self.folder / "data" / data.FILENAMES[batch]
+        if not path.is_file():
+            data.write_datasets(path.parent)
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for a child command: this workspace's store, nothing inherited that points elsewhere."""
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        env.update(
+            MLOPS_WORKSPACE_ROOT=str(self.folder.parent),
+            MLFLOW_DISABLE_TELEMETRY="true",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = COMMAND_TIMEOUT) -> Symptom:
+        """Run ``python -m scripts.mlops --workspace NAME ARGS`` in the lab; its exit status and output."""
+        command = [sys.executable, "-m", "scripts.mlops", "--workspace", self.workspace.name, *args]
+        return run(command, cwd=self.root, env=env if env is not None else self.env(), timeout=timeout)
+
+    def start(self, command: Sequence[str], *, ready_line: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+        """Start a helper process owned by this lab; with ``ready_line``, wait for its first line of output."""
+        process = subprocess.Popen(
+            list(command),
+            cwd=self.root,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        line = ""
+        if ready_line and process.stdout is not None:
+            line = process.stdout.readline().decode().strip()
+            if not line:
+                raise MlopsError(f"the helper process {list(command)[:3]} exited before it was ready")
+        return process, line
+
+    def stop_processes(self) -> None:
+        """Stop (terminate, then kill) every process this lab started, and reap them."""
+        from ..server import _stop
+
+        while self.processes:
+            process = self.processes.pop()
+            _stop(process, grace=3.0)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:
+    """Run a command to completion (bounded by ``timeout``); exit status and combined output.
+
+    The command runs in a session of its own, so when it overruns, the whole group it started
+    (a CI step's background server included) is stopped, not just the shell.
+    """
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        out, _ = process.communicate()
+        return Symptom("exit", f"(stopped after {timeout:g} s)\n{out.decode(errors='replace')}".strip(), 124)
+    finally:
+        _kill_group(process)  # anything the command left running in its session
+    return Symptom("exit", out.decode(errors="replace").strip(), process.returncode)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the process group this module started for ``process`` (its own session, by id)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for commands that only take a number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Incident:
+    """One failure from the troubleshooting sources, reproducible on purpose.
+
+    Subclasses set the class attributes (the troubleshooting page's row) and implement the
+    four steps. ``doctor_check`` names the :mod:`scripts.mlops.doctor` check that reports this
+    incident from outside (None when doctor cannot see it).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    symptom: ClassVar[str]  # what to look for, in words; observe() shows the real thing
+    cause: ClassVar[str]
+    fix: ClassVar[str]
+    anti_fix: ClassVar[str]
+    doctor_check: ClassVar[str | None] = None
+
+    def break_(self, lab: Lab) -> None:
+        raise NotImplementedError
+
+    def observe(self, lab: Lab) -> Symptom:
+        raise NotImplementedError
+
+    def repair(self, lab: Lab) -> None:
+        raise NotImplementedError
+
+    def verify(self, lab: Lab) -> Verdict:
+        raise NotImplementedError
+
+    def doctor_options(self, lab: Lab) -> dict[str, Any]:
+        """Arguments for :class:`scripts.mlops.doctor.Options` that let doctor see this incident."""
+        return {"workspace": str(lab.folder)}
+
+    def cleanup(self, lab: Lab) -> None:
+        """Stop what ``break_`` started; called by :func:`drill` even when a step fails."""
+        lab.stop_processes()
+
+    def describe(self) -> str:
+        """The troubleshooting row: symptom, cause, fix, anti-fix."""
+        return (
+            f"{self.title}\n  symptom:  {self.symptom}\n  cause:    {self.cause}\n  fix:      {self.fix}\n"
+            f"  anti-fix: {self.anti_fix}"
+        )
+
+
+@contextmanager
+def broken(incident: Incident, lab: Lab) -> Iterator[Lab]:
+    """Break ``lab`` with ``incident`` for a ``with`` block; its processes are always stopped afterwards."""
+    try:
+        incident.break_(lab)
+        yield lab
+    finally:
+        incident.cleanup(lab)
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    """What one full cycle showed: the symptom, and verify before and after the fix."""
+
+    name: str
+    symptom: Symptom
+    before: Verdict
+    after: Verdict
+
+
+def drill(incident: Incident, lab: Lab) -> DrillRecord:
+    """Break, observe, verify (must fail), repair, verify (must pass); processes always stopped."""
+    with broken(incident, lab):
+        symptom = incident.observe(lab)
+        before = incident.verify(lab)
+        incident.repair(lab)
+        after = incident.verify(lab)
+    return DrillRecord(incident.name, symptom, before, after)
