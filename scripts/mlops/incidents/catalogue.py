@@ -493,18 +493,25 @@ class StalePayload(Incident):
         return records
 
     def break_(self, lab: Lab) -> None:
+        """Write the stale payload and start the real server for @production (stopped by cleanup)."""
+        from ..server import start_server
+
         stale = [{k: v for k, v in record.items() if k != "data_usage_gb"} for record in self._records(lab)]
         self.payload(lab).write_text(json.dumps({"records": stale}, indent=2) + "\n")
+        env = {"MLFLOW_TRACKING_URI": lab.tracking_uri, "MLFLOW_REGISTRY_URI": lab.tracking_uri}
+        lab.notes["server"] = start_server(lab.model, lab.alias, env=env, cwd=lab.root, timeout=90)
 
     def post(self, lab: Lab) -> Symptom:
-        """Start the real server for @production, POST the smoke payload, stop the server."""
-        from ..server import running_server
-
+        """POST the smoke payload to the running server; the real status and body."""
         body = json.loads(self.payload(lab).read_text())
-        env = {"MLFLOW_TRACKING_URI": lab.tracking_uri, "MLFLOW_REGISTRY_URI": lab.tracking_uri}
-        with running_server(lab.model, lab.alias, env=env, cwd=lab.root) as server:
-            response = server.predict(body["records"])
+        response = lab.notes["server"].predict(body["records"])
         return Symptom("http", response.text, response.status_code)
+
+    def cleanup(self, lab: Lab) -> None:
+        server = lab.notes.pop("server", None)
+        if server is not None:
+            server.stop()
+        super().cleanup(lab)
 
     def observe(self, lab: Lab) -> Symptom:
         return self.post(lab)

@@ -1,0 +1,145 @@
+"""Every incident: break -> the real symptom -> verify fails -> fix -> verify passes; doctor sees what it can.
+
+Servers and helper processes bind 127.0.0.1 on free ports and are stopped by each incident's
+cleanup (checked at the end of every cycle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pandas as pd
+import pytest
+
+from scripts.mlops import data, doctor, procs
+from scripts.mlops.incidents import CATALOGUE, Lab, broken, by_name, normalise_labels, wilson_interval
+from scripts.mlops.incidents.catalogue import LabelSpelling, TinyEvalNoise
+from tests.support import TrainedFactory, TrainedWorkspace
+
+#: Incidents that change the registry or the artifacts get a workspace of their own.
+OWN_WORKSPACE = ("no_production_alias", "missing_artifacts")
+
+#: The real symptom each incident must show: kind, code and text it must contain.
+EXPECTED: dict[str, tuple[str, int | None, tuple[str, ...]]] = {
+    "label_spelling": ("exit", 1, ("label column 'churn' has unknown label(s) ['No', 'Yes']", "fix: normalise")),
+    "tiny_eval_noise": ("exit", 2, ("FAIL: 1 of 1 buckets failed", "0.6667 -> 0.5556")),
+    "port_in_use": ("exit", 1, ("cannot listen on 127.0.0.1:", "Address already in use")),
+    "store_locked": ("exit", 1, ("is locked by another process",)),
+    "no_production_alias": ("exit", 1, ("model 'churn-classifier' has no alias 'production'; aliases set: none",)),
+    "tracking_uri_unset": ("exit", 1, ("MlflowException: Registered Model with name=churn-classifier not found",)),
+    "stale_payload_422": ("http", 422, ("records[0].data_usage_gb: required field is missing",)),
+    "missing_artifacts": ("exception", None, ("exited with status 1 before it became healthy",
+                                              "could not load models:/churn-classifier/1")),
+    "sleep_not_poll": ("exit", 1, ("httpx.ConnectError: [Errno 111] Connection refused",)),
+    "fail_open_gate": ("exit", 0, ("FAIL: 3 of 4 buckets failed", "::warning::gate failed; continuing",
+                                   "python gate_step.py  -> exit 0")),
+}
+
+
+@pytest.fixture(scope="module")
+def shared(trained_workspace: TrainedFactory) -> TrainedWorkspace:
+    return trained_workspace("incidents", aliases={"production": 1})
+
+
+LabFactory = Callable[[str], Lab]
+
+
+@pytest.fixture
+def lab_for(shared: TrainedWorkspace, trained_workspace: TrainedFactory, monkeypatch: pytest.MonkeyPatch) -> LabFactory:
+    """``lab_for(incident_name)``: the lab (workspace entered) that incident runs in."""
+
+    def make(name: str) -> Lab:
+        trained = trained_workspace(f"incident-{name}", aliases={"production": 1}) if name in OWN_WORKSPACE else shared
+        trained.enter(monkeypatch)
+        return Lab.current()
+
+    return make
+
+
+def _flagged(report: doctor.Report) -> set[str]:
+    return {f.check for f in report.findings if f.status in ("fail", "warn")}
+
+
+def test_the_catalogue_covers_the_issue_and_every_entry_is_documented() -> None:
+    assert [i.name for i in CATALOGUE] == list(EXPECTED)
+    for incident in CATALOGUE:
+        for text in (incident.title, incident.symptom, incident.cause, incident.fix, incident.anti_fix):
+            assert text and text.strip() == text, incident.name
+        assert incident.doctor_check in (None, "labels", "port", "lock", "aliases", "store", "artifacts")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_break_shows_the_real_symptom_and_only_the_fix_passes_verify(name: str, lab_for: LabFactory) -> None:
+    incident = by_name(name)
+    lab = lab_for(name)
+    with broken(incident, lab):
+        symptom = incident.observe(lab)
+        before = incident.verify(lab)
+        seen = doctor.diagnose(doctor.Options(**incident.doctor_options(lab))) if incident.doctor_check else None
+        incident.repair(lab)
+        after = incident.verify(lab)
+        healed = (doctor.diagnose(doctor.Options(**incident.doctor_options(lab)))
+                  if incident.doctor_check and name != "tracking_uri_unset" else None)
+    kind, code, texts = EXPECTED[name]
+    assert (symptom.kind, symptom.code) == (kind, code), str(symptom)
+    for text in texts:
+        assert text in symptom.text, f"{text!r} not in\n{symptom.text}"
+    assert not before, before.detail
+    assert after, after.detail
+    if seen is not None:
+        assert incident.doctor_check in _flagged(seen) and not seen.healthy, doctor.render(seen)
+    if healed is not None:
+        assert healed.healthy, doctor.render(healed)
+    # Every process the incident started is stopped and reaped.
+    assert lab.processes == []
+    for key in ("holder", "bystander", "locker"):
+        if key in lab.notes:
+            assert not procs.alive(lab.notes[key]), key
+
+
+def test_stopping_every_mlflow_server_by_name_fails_verify(lab_for: LabFactory) -> None:
+    """What `pkill -f "mlflow server"` does, done by pid here: the bystander dies too, and verify says so."""
+    incident, lab = by_name("port_in_use"), lab_for("port_in_use")
+    with broken(incident, lab):
+        for process in lab.processes:
+            procs.stop_pid(process.pid)
+            process.poll()
+        verdict = incident.verify(lab)
+    assert not verdict and "bystander" in verdict.detail
+
+
+def test_raising_the_tolerance_does_not_pass_verify(lab_for: LabFactory) -> None:
+    incident, lab = TinyEvalNoise(), lab_for("tiny_eval_noise")
+    with broken(incident, lab):
+        config = json.loads(incident.config(lab).read_text())
+        config["tolerance"] = 0.2
+        incident.config(lab).write_text(json.dumps(config))
+        verdict = incident.verify(lab)
+        intervals = incident.intervals(lab)
+    assert not verdict and "tolerance was raised" in verdict.detail
+    low, high = intervals["baseline"]
+    assert low < 5 / 9 < high  # the candidate's 0.5556 is inside the baseline's 95 % interval
+
+
+def test_editing_the_baseline_labels_does_not_pass_verify(lab_for: LabFactory) -> None:
+    incident, lab = LabelSpelling(), lab_for("label_spelling")
+    with broken(incident, lab):
+        path = incident.baseline(lab)
+        document = json.loads(path.read_text())
+        path.write_text(json.dumps({**document, "labels": ["No", "Yes"]}))
+        verdict = incident.verify(lab)
+        path.write_text(json.dumps(document))
+    assert not verdict and "baseline was edited" in verdict.detail
+
+
+def test_wilson_intervals_explain_the_tiny_set() -> None:
+    low, high = wilson_interval(6, 9)
+    assert low < 0.5556 < high and high - low > 0.4
+    low, high = wilson_interval(1892, 2400)
+    assert (high - low) / 2 < 0.02
+
+
+def test_normalising_maps_known_spellings_and_leaves_unknown_ones_for_validation() -> None:
+    frame = pd.DataFrame({data.LABEL: [" Yes", "NO", "1", "churned", "maybe"]})
+    assert normalise_labels(frame)[data.LABEL].tolist() == ["yes", "no", "yes", "yes", "maybe"]
