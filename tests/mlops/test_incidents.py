@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-from scripts.mlops import data, doctor, procs
+from scripts.mlops import cli, data, doctor, procs
 from scripts.mlops.incidents import CATALOGUE, Lab, broken, by_name, normalise_labels, wilson_interval
-from scripts.mlops.incidents.catalogue import LabelSpelling, TinyEvalNoise
+from scripts.mlops.incidents.catalogue import GitPushRejected, LabelSpelling, TinyEvalNoise
 from tests.support import TrainedFactory, TrainedWorkspace
 
 #: Incidents that change the registry or the artifacts get a workspace of their own.
@@ -34,6 +34,9 @@ EXPECTED: dict[str, tuple[str, int | None, tuple[str, ...]]] = {
     "sleep_not_poll": ("exit", 1, ("httpx.ConnectError: [Errno 111] Connection refused",)),
     "fail_open_gate": ("exit", 0, ("FAIL: 3 of 4 buckets failed", "::warning::gate failed; continuing",
                                    "python gate_step.py  -> exit 0")),
+    "git_push_rejected": ("exit", 1, ("! [rejected]        HEAD -> main (fetch first)",
+                                      "Updates were rejected because the remote contains work that you do")),
+    "invalid_host_header": ("http", 403, ("Invalid Host header - possible DNS rebinding attack detected",)),
 }
 
 
@@ -131,6 +134,21 @@ def test_editing_the_baseline_labels_does_not_pass_verify(lab_for: LabFactory) -
         verdict = incident.verify(lab)
         path.write_text(json.dumps(document))
     assert not verdict and "baseline was edited" in verdict.detail
+
+
+def test_force_pushing_does_not_pass_verify(lab_for: LabFactory) -> None:
+    incident, lab = GitPushRejected(), lab_for("git_push_rejected")
+    with broken(incident, lab):
+        forced = incident.git(lab, "ci", "push", "--force", "origin", "HEAD:main")
+        verdict = incident.verify(lab)
+    assert forced.code == 0 and not verdict and "force-pushed" in verdict.detail
+
+
+def test_the_cli_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["incidents"]) == 0
+    out = capsys.readouterr().out
+    for incident in CATALOGUE:
+        assert f"{incident.name}: {incident.title}" in out and incident.anti_fix in out
 
 
 def test_wilson_intervals_explain_the_tiny_set() -> None:

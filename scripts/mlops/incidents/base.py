@@ -124,16 +124,32 @@ class Lab:
         command = [sys.executable, "-m", "scripts.mlops", "--workspace", self.workspace.name, *args]
         return run(command, cwd=self.root, env=env if env is not None else self.env(), timeout=timeout)
 
-    def start(self, command: Sequence[str], *, ready_line: bool = True) -> tuple[subprocess.Popen[bytes], str]:
-        """Start a helper process owned by this lab; with ``ready_line``, wait for its first line of output."""
-        process = subprocess.Popen(
-            list(command),
-            cwd=self.root,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+    def start(
+        self,
+        command: Sequence[str],
+        *,
+        ready_line: bool = True,
+        log: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """Start a helper process owned by this lab, in a session of its own (so its children stop with it).
+
+        With ``ready_line``, wait for its first line of output; otherwise its output goes to ``log``.
+        """
+        out = log.open("wb") if log is not None else None
+        try:
+            process = subprocess.Popen(
+                list(command),
+                cwd=self.root,
+                env=dict(env) if env is not None else self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if ready_line else (out or subprocess.DEVNULL),
+                stderr=subprocess.STDOUT if out is not None else subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if out is not None:
+                out.close()
         self.processes.append(process)
         line = ""
         if ready_line and process.stdout is not None:
@@ -144,13 +160,32 @@ class Lab:
 
     def stop_processes(self) -> None:
         """Stop (terminate, then kill) every process this lab started, and reap them."""
-        from ..server import _stop
-
         while self.processes:
             process = self.processes.pop()
-            _stop(process, grace=3.0)
+            stop_session(process)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
+    """Stop a process started in its own session, and every process in that session (by its id)."""
+    code: int | None = None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(process, sig)
+        try:
+            code = process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _signal_group(process, signal.SIGKILL)  # what the leader left behind in its session
+    return code if code is not None else process.poll()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:
@@ -171,20 +206,12 @@ def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: f
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process)
+        _signal_group(process, signal.SIGKILL)
         out, _ = process.communicate()
         return Symptom("exit", f"(stopped after {timeout:g} s)\n{out.decode(errors='replace')}".strip(), 124)
     finally:
-        _kill_group(process)  # anything the command left running in its session
+        _signal_group(process, signal.SIGKILL)  # anything the command left running in its session
     return Symptom("exit", out.decode(errors="replace").strip(), process.returncode)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop the process group this module started for ``process`` (its own session, by id)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def free_port() -> int:

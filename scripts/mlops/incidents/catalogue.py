@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -701,6 +702,157 @@ class FailOpenGate(Incident):
         return Verdict(ok, f"on a regressed candidate: shell step exit {shell.code}, python step exit {python.code}")
 
 
+# --- 8. git: a push rejected because the remote moved on ----------------------------------------------
+
+_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "lab",
+    "GIT_AUTHOR_EMAIL": "lab@example.invalid",
+    "GIT_COMMITTER_NAME": "lab",
+    "GIT_COMMITTER_EMAIL": "lab@example.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",  # the learner's own git settings play no part
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class GitPushRejected(Incident):
+    name = "git_push_rejected"
+    title = "The metadata push is rejected: the remote branch moved on during training"
+    symptom = "git push exits 1: ! [rejected] HEAD -> main (fetch first); Updates were rejected because the remote ..."
+    cause = "the job checked out main, trained for minutes, and someone pushed to main in between"
+    fix = "fetch and rebase onto the remote branch, then push (and let a failed push fail the job)"
+    anti_fix = "git push --force (deletes the other person's commit) or `git push || echo` (the metadata is lost)"
+
+    @staticmethod
+    def folder(lab: Lab) -> Path:
+        return lab.scratch / "git"
+
+    def git(self, lab: Lab, where: str, *args: str) -> Symptom:
+        """Run git in one of the incident's repositories (``remote.git``, ``ci``, ``dev``)."""
+        return run(["git", *args], cwd=self.folder(lab) / where, env=lab.env(**_GIT_IDENTITY), timeout=60)
+
+    def _ok(self, lab: Lab, where: str, *args: str) -> str:
+        done = self.git(lab, where, *args)
+        if done.code != 0:
+            raise MlopsError(f"git {' '.join(args)} failed in {where}: {done.text}")
+        return done.text
+
+    def break_(self, lab: Lab) -> None:
+        root = self.folder(lab)
+        if root.exists():
+            shutil.rmtree(root)
+        (root / "remote.git").mkdir(parents=True)
+        self._ok(lab, "remote.git", "init", "--bare", "-q", "-b", "main")
+        for clone in ("ci", "dev"):
+            run(["git", "clone", "-q", "remote.git", clone], cwd=root, env=lab.env(**_GIT_IDENTITY), timeout=60)
+        (root / "dev" / "README.md").write_text("churn model\n")
+        self._ok(lab, "dev", "add", "README.md")
+        self._ok(lab, "dev", "commit", "-q", "-m", "start")
+        self._ok(lab, "dev", "push", "-q", "origin", "main")
+        self._ok(lab, "ci", "pull", "-q", "origin", "main")  # the CI job checks out main ...
+        (root / "dev" / "README.md").write_text("churn model\nfixed a typo while CI was training\n")
+        self._ok(lab, "dev", "commit", "-q", "-am", "docs: typo")  # ... someone pushes meanwhile ...
+        self._ok(lab, "dev", "push", "-q", "origin", "main")
+        lab.notes["dev_commit"] = self._ok(lab, "dev", "rev-parse", "HEAD").strip()
+        (root / "ci" / "model-metadata.json").write_text(json.dumps({"version": 2}) + "\n")
+        self._ok(lab, "ci", "add", "model-metadata.json")  # ... and the job commits its metadata on the old main
+        self._ok(lab, "ci", "commit", "-q", "-m", "chore: update model metadata")
+
+    def observe(self, lab: Lab) -> Symptom:
+        return self.git(lab, "ci", "push", "origin", "HEAD:main")
+
+    def repair(self, lab: Lab) -> None:
+        self._ok(lab, "ci", "fetch", "-q", "origin")
+        self._ok(lab, "ci", "rebase", "-q", "origin/main")
+        self._ok(lab, "ci", "push", "-q", "origin", "HEAD:main")
+
+    def verify(self, lab: Lab) -> Verdict:
+        log = self.git(lab, "remote.git", "log", "--format=%H %s", "main").text
+        if lab.notes["dev_commit"] not in log:
+            return Verdict(False, "the other person's commit is gone from the remote (force-pushed over)")
+        if "chore: update model metadata" not in log:
+            return Verdict(False, "the metadata commit never reached the remote")
+        return Verdict(True, "the remote has both commits: " + " / ".join(line[41:] for line in log.splitlines()))
+
+
+# --- 9. the tracking server's host check -------------------------------------------------------------
+
+#: The name clients use for the tracking server (a DNS name or a reverse proxy in front of it).
+SERVER_NAME = "mlflow.lab.internal"
+_SEARCH = "/api/2.0/mlflow/registered-models/search"
+
+
+class InvalidHostHeader(Incident):
+    name = "invalid_host_header"
+    title = "The tracking server answers 403 'Invalid Host header' to clients that use its name"
+    symptom = "HTTP 403: Invalid Host header - possible DNS rebinding attack detected"
+    cause = (
+        "mlflow server (uvicorn since MLflow 3; the seed's gunicorn timeout flags are outdated) only accepts the Host "
+        "headers of localhost and private IPs unless --allowed-hosts names the others; /health is exempt, so "
+        "the health check passes while every API call is refused"
+    )
+    fix = (
+        f"restart the server (stop the old one by its pid) with --allowed-hosts '{SERVER_NAME}:*,127.0.0.1:*': the "
+        "Host header includes the port, and only patterns with '*' match more than one exact value"
+    )
+    anti_fix = "--disable-security-middleware: every Host and every origin is accepted, DNS rebinding included"
+
+    def _start(self, lab: Lab, port: int, *flags: str) -> None:
+        command = [_python(), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        command += ["--backend-store-uri", lab.tracking_uri, *flags]
+        process, _ = lab.start(command, ready_line=False, log=lab.scratch / "mlflow-server.log")
+        lab.notes.update(server=process, port=port)
+        _wait_healthy(lab, process, port)
+
+    def request(self, lab: Lab, host: str) -> Symptom:
+        """One registry request to the server, as a client that calls it ``host``."""
+        import httpx
+
+        port = lab.notes["port"]
+        response = httpx.get(f"http://127.0.0.1:{port}{_SEARCH}", headers={"Host": f"{host}:{port}"}, timeout=10)
+        return Symptom("http", response.text, response.status_code)
+
+    def break_(self, lab: Lab) -> None:
+        self._start(lab, free_port())
+
+    def observe(self, lab: Lab) -> Symptom:
+        return self.request(lab, SERVER_NAME)
+
+    def repair(self, lab: Lab) -> None:
+        from .base import stop_session
+
+        old = lab.notes["server"]
+        stop_session(old)
+        lab.processes.remove(old)
+        self._start(lab, lab.notes["port"], "--allowed-hosts", f"{SERVER_NAME}:*,127.0.0.1:*,localhost:*")
+
+    def verify(self, lab: Lab) -> Verdict:
+        named, stranger = self.request(lab, SERVER_NAME), self.request(lab, "attacker.example")
+        if stranger.code != 403:
+            return Verdict(False, f"a foreign Host header got HTTP {stranger.code}: the host check is off")
+        return Verdict(named.code == 200, f"as {SERVER_NAME}: HTTP {named.code}; as attacker.example: HTTP 403")
+
+
+def _wait_healthy(lab: Lab, process: Any, port: int, timeout: float = 180.0) -> None:
+    """Poll the tracking server's /health with a deadline; its log if it exits or never answers."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    log = (lab.scratch / "mlflow-server.log").read_text(errors="replace")[-2000:]
+    raise MlopsError(f"mlflow server on port {port} did not become healthy; its log ends with:\n{log}")
+
+
 CATALOGUE: tuple[Incident, ...] = (
     LabelSpelling(),
     TinyEvalNoise(),
@@ -712,6 +864,8 @@ CATALOGUE: tuple[Incident, ...] = (
     MissingArtifacts(),
     SleepInsteadOfPoll(),
     FailOpenGate(),
+    GitPushRejected(),
+    InvalidHostHeader(),
 )
 
 
