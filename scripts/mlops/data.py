@@ -16,7 +16,6 @@ Three data files are produced, each byte-for-byte reproducible from its seed:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .datafiles import FILENAMES, FROZEN_EVAL_SHA256, LABEL, LABELS, fingerprint
 from .errors import DataError
 
-LABEL = "churn"
-LABELS: tuple[str, ...] = ("no", "yes")
 SEGMENT = "segment"
 ID = "customer_id"
 SEGMENTS: tuple[str, ...] = ("consumer", "small_business", "student", "enterprise")
@@ -77,11 +75,6 @@ BATCHES: dict[str, BatchSpec] = {
     ),
     "eval": BatchSpec("eval", rows=2400, seed=3003, segment_share=_BASE_SHARE),
 }
-FILENAMES: dict[str, str] = {"v1": "churn_v1.csv", "v2": "churn_v2.csv", "eval": "churn_eval.csv"}
-
-#: Fingerprint of the frozen evaluation set. Changing the generator changes this value,
-#: which invalidates every committed baseline: do it deliberately, never by accident.
-FROZEN_EVAL_SHA256 = "sha256:dfbec59bd7f8492e88b60a0b8e07cbef24dea42b3feb13e10ee30ebbdf9a6c07"
 
 # Per-segment behaviour: label noise (probability a label is flipped), contract mix,
 # monthly charges (mean, sd) and a churn propensity offset.
@@ -196,18 +189,6 @@ def write_datasets(folder: str | Path) -> dict[str, Path]:
             "re-freeze deliberately: update FROZEN_EVAL_SHA256 and regenerate every baseline.",
         )
     return paths
-
-
-def fingerprint(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, as ``"sha256:<hex>"``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"cannot fingerprint {path}: no such file", "check the path (is the workspace created?)")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def validate(frame: pd.DataFrame, source: str = "the table", *, require_label: bool = True) -> pd.DataFrame:

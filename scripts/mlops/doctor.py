@@ -28,7 +28,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,7 @@ REQUIRED_ALIASES: tuple[str, ...] = ("production",)
 OPTIONAL_ALIASES: tuple[str, ...] = ("staging",)
 HTTP_TIMEOUT = 2.0
 LOCK_TIMEOUT = 0.2
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: The registry's internal bookkeeping models (see registry.INTERNAL_SUFFIX).
 _INTERNAL_SUFFIX = ".promotion-lock"
 
@@ -366,22 +368,42 @@ def sqlite_registry(db: Path) -> tuple[list[str], list[AliasTarget]]:
     return names, [AliasTarget(str(n), str(a), int(v), str(loc)) for n, a, v, loc in rows]
 
 
-def _http_registry(uri: str) -> tuple[list[str], list[AliasTarget]]:
-    """The same through MLflow's client (the toolkit's registry helpers, short timeouts)."""
+@contextmanager
+def _pointed_at(uri: str) -> Iterator[None]:
+    """MLflow's tracking and registry URIs set to ``uri`` for a block, then put back (environment included)."""
     import mlflow
 
     from . import registry
 
+    saved_env = {key: os.environ.get(key) for key in (*_URI_VARIABLES, *registry.FAIL_FAST_ENV)}
+    saved = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     registry.fail_fast_defaults()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    names = registry.model_names()
-    targets: list[AliasTarget] = []
-    for name in names:
-        for alias, version in sorted((registry.get_model(name).aliases or {}).items()):
-            with registry.translated(f"find the artifacts of {name}/{version}"):
-                location = registry.client().get_model_version_download_uri(name, str(version))
-            targets.append(AliasTarget(name, alias, int(version), location))
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _http_registry(uri: str) -> tuple[list[str], list[AliasTarget]]:
+    """The same through MLflow's client (the toolkit's registry helpers, short timeouts)."""
+    from . import registry
+
+    with _pointed_at(uri):
+        names = registry.model_names()
+        targets: list[AliasTarget] = []
+        for name in names:
+            for alias, version in sorted((registry.get_model(name).aliases or {}).items()):
+                with registry.translated(f"find the artifacts of {name}/{version}"):
+                    location = registry.client().get_model_version_download_uri(name, str(version))
+                targets.append(AliasTarget(name, alias, int(version), location))
     return names, targets
 
 
@@ -482,7 +504,7 @@ def read_baseline(path: Path) -> dict[str, Any]:
 
 def check_eval_hash(baseline: dict[str, Any], eval_file: Path) -> Finding:
     """The evaluation file is the one the baseline was measured on (same SHA-256)."""
-    from .data import fingerprint
+    from .datafiles import fingerprint
 
     expected = baseline.get("eval_set_hash")
     if not eval_file.is_file():
@@ -582,7 +604,7 @@ def _store_findings(target: Target, model: str) -> list[Finding]:
 
 
 def _file_findings(options: Options, target: Target) -> list[Finding]:
-    from . import data
+    from . import datafiles
 
     findings: list[Finding] = []
     baseline: dict[str, Any] | None = None
@@ -595,11 +617,11 @@ def _file_findings(options: Options, target: Target) -> list[Finding]:
         eval_file = options.eval_file
         if eval_file is None:
             folder = target.workspace if target.workspace is not None else Path(".")
-            eval_file = folder / "data" / data.FILENAMES["eval"]
+            eval_file = folder / "data" / datafiles.FILENAMES["eval"]
         findings.append(check_eval_hash(baseline, eval_file))
     if options.data is not None:
-        expected = baseline.get("labels", data.LABELS) if baseline is not None else data.LABELS
-        findings.append(check_labels(options.data, list(expected), data.LABEL))
+        expected = baseline.get("labels", datafiles.LABELS) if baseline is not None else datafiles.LABELS
+        findings.append(check_labels(options.data, list(expected), datafiles.LABEL))
     return findings
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from scripts.mlops import cli, data, doctor, procs
 from scripts.mlops.incidents import CATALOGUE, Lab, broken, by_name, normalise_labels, wilson_interval
-from scripts.mlops.incidents.catalogue import GitPushRejected, LabelSpelling, TinyEvalNoise
+from scripts.mlops.incidents.catalogue import GitPushRejected, GitRetagDidNotMove, LabelSpelling, TinyEvalNoise
 from tests.support import TrainedFactory, TrainedWorkspace
 
 #: Incidents that change the registry or the artifacts get a workspace of their own.
@@ -36,6 +36,7 @@ EXPECTED: dict[str, tuple[str, int | None, tuple[str, ...]]] = {
                                    "python gate_step.py  -> exit 0")),
     "git_push_rejected": ("exit", 1, ("! [rejected]        HEAD -> main (fetch first)",
                                       "Updates were rejected because the remote contains work that you do")),
+    "git_retag": ("exit", 128, ("fatal: tag 'v0.4.0' already exists",)),
     "invalid_host_header": ("http", 403, ("Invalid Host header - possible DNS rebinding attack detected",)),
 }
 
@@ -84,8 +85,13 @@ def test_break_shows_the_real_symptom_and_only_the_fix_passes_verify(name: str, 
         after = incident.verify(lab)
         healed = (doctor.diagnose(doctor.Options(**incident.doctor_options(lab)))
                   if incident.doctor_check and name != "tracking_uri_unset" else None)
+        served = (doctor.diagnose(doctor.Options(tracking_uri=f"http://127.0.0.1:{lab.notes['port']}"))
+                  if name == "invalid_host_header" else None)  # doctor through a live tracking server
     kind, code, texts = EXPECTED[name]
     assert (symptom.kind, symptom.code) == (kind, code), str(symptom)
+    if served is not None:
+        assert served.healthy and {f.check for f in served.findings if f.status == "ok"} >= {
+            "reachable", "models", "aliases", "artifacts"}, doctor.render(served)
     for text in texts:
         assert text in symptom.text, f"{text!r} not in\n{symptom.text}"
     assert not before, before.detail
@@ -142,6 +148,15 @@ def test_force_pushing_does_not_pass_verify(lab_for: LabFactory) -> None:
         forced = incident.git(lab, "ci", "push", "--force", "origin", "HEAD:main")
         verdict = incident.verify(lab)
     assert forced.code == 0 and not verdict and "force-pushed" in verdict.detail
+
+
+def test_moving_a_published_tag_does_not_pass_verify(lab_for: LabFactory) -> None:
+    incident, lab = GitRetagDidNotMove(), lab_for("git_retag")
+    with broken(incident, lab):
+        incident.git(lab, "dev", "tag", "-f", "-a", "v0.4.0", "-m", "moved", "main")
+        forced = incident.git(lab, "dev", "push", "--force", "origin", "v0.4.0")
+        verdict = incident.verify(lab)
+    assert forced.code == 0 and not verdict and "was moved" in verdict.detail
 
 
 def test_the_cli_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:

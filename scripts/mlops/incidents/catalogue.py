@@ -715,13 +715,8 @@ _GIT_IDENTITY = {
 }
 
 
-class GitPushRejected(Incident):
-    name = "git_push_rejected"
-    title = "The metadata push is rejected: the remote branch moved on during training"
-    symptom = "git push exits 1: ! [rejected] HEAD -> main (fetch first); Updates were rejected because the remote ..."
-    cause = "the job checked out main, trained for minutes, and someone pushed to main in between"
-    fix = "fetch and rebase onto the remote branch, then push (and let a failed push fail the job)"
-    anti_fix = "git push --force (deletes the other person's commit) or `git push || echo` (the metadata is lost)"
+class _GitIncident(Incident):
+    """Shared by the git incidents: a local bare remote and clones of it, under the lab's scratch folder."""
 
     @staticmethod
     def folder(lab: Lab) -> Path:
@@ -737,19 +732,35 @@ class GitPushRejected(Incident):
             raise MlopsError(f"git {' '.join(args)} failed in {where}: {done.text}")
         return done.text
 
-    def break_(self, lab: Lab) -> None:
+    def _remote_and_clones(self, lab: Lab, *clones: str) -> Path:
+        """A fresh bare remote with one commit on main, and the named clones of it."""
         root = self.folder(lab)
         if root.exists():
             shutil.rmtree(root)
         (root / "remote.git").mkdir(parents=True)
         self._ok(lab, "remote.git", "init", "--bare", "-q", "-b", "main")
-        for clone in ("ci", "dev"):
+        for clone in clones:
             run(["git", "clone", "-q", "remote.git", clone], cwd=root, env=lab.env(**_GIT_IDENTITY), timeout=60)
-        (root / "dev" / "README.md").write_text("churn model\n")
-        self._ok(lab, "dev", "add", "README.md")
-        self._ok(lab, "dev", "commit", "-q", "-m", "start")
-        self._ok(lab, "dev", "push", "-q", "origin", "main")
-        self._ok(lab, "ci", "pull", "-q", "origin", "main")  # the CI job checks out main ...
+        first = clones[0]
+        (root / first / "README.md").write_text("churn model\n")
+        self._ok(lab, first, "add", "README.md")
+        self._ok(lab, first, "commit", "-q", "-m", "start")
+        self._ok(lab, first, "push", "-q", "origin", "main")
+        for clone in clones[1:]:
+            self._ok(lab, clone, "pull", "-q", "origin", "main")
+        return root
+
+
+class GitPushRejected(_GitIncident):
+    name = "git_push_rejected"
+    title = "The metadata push is rejected: the remote branch moved on during training"
+    symptom = "git push exits 1: ! [rejected] HEAD -> main (fetch first); Updates were rejected because the remote ..."
+    cause = "the job checked out main, trained for minutes, and someone pushed to main in between"
+    fix = "fetch and rebase onto the remote branch, then push (and let a failed push fail the job)"
+    anti_fix = "git push --force (deletes the other person's commit) or `git push || echo` (the metadata is lost)"
+
+    def break_(self, lab: Lab) -> None:
+        root = self._remote_and_clones(lab, "dev", "ci")  # the CI job checks out main ...
         (root / "dev" / "README.md").write_text("churn model\nfixed a typo while CI was training\n")
         self._ok(lab, "dev", "commit", "-q", "-am", "docs: typo")  # ... someone pushes meanwhile ...
         self._ok(lab, "dev", "push", "-q", "origin", "main")
@@ -773,6 +784,45 @@ class GitPushRejected(Incident):
         if "chore: update model metadata" not in log:
             return Verdict(False, "the metadata commit never reached the remote")
         return Verdict(True, "the remote has both commits: " + " / ".join(line[41:] for line in log.splitlines()))
+
+
+class GitRetagDidNotMove(_GitIncident):
+    name = "git_retag"
+    title = "The release tag exists but does not include the change"
+    symptom = "git tag -a v0.4.0 exits 128: fatal: tag 'v0.4.0' already exists"
+    cause = "v0.4.0 was tagged and pushed before the feature branch was merged; a tag never moves by itself"
+    fix = "leave the published tag alone and release the merge as the next version (v0.4.1), then push that tag"
+    anti_fix = (
+        "git tag -f + git push --force (or deleting and re-pushing the tag): everyone who fetched v0.4.0 keeps the "
+        "old commit under the same name, and the release record no longer says what shipped"
+    )
+
+    def break_(self, lab: Lab) -> None:
+        root = self._remote_and_clones(lab, "dev")
+        self._ok(lab, "dev", "tag", "-a", "v0.4.0", "-m", "Model registry and deployment")
+        self._ok(lab, "dev", "push", "-q", "origin", "v0.4.0")
+        lab.notes["tagged"] = self._ok(lab, "dev", "rev-parse", "v0.4.0^{commit}").strip()
+        (root / "dev" / "registry.txt").write_text("aliases instead of stages\n")
+        self._ok(lab, "dev", "add", "registry.txt")
+        self._ok(lab, "dev", "commit", "-q", "-m", "feat: step 5, the model registry")  # merged after tagging
+        self._ok(lab, "dev", "push", "-q", "origin", "main")
+        lab.notes["change"] = self._ok(lab, "dev", "rev-parse", "HEAD").strip()
+
+    def observe(self, lab: Lab) -> Symptom:
+        return self.git(lab, "dev", "tag", "-a", "v0.4.0", "-m", "Model registry and deployment (step 5)")
+
+    def repair(self, lab: Lab) -> None:
+        self._ok(lab, "dev", "tag", "-a", "v0.4.1", "-m", "Model registry and deployment (step 5)", "main")
+        self._ok(lab, "dev", "push", "-q", "origin", "v0.4.1")
+
+    def verify(self, lab: Lab) -> Verdict:
+        published = self.git(lab, "remote.git", "rev-parse", "v0.4.0^{commit}").text.strip()
+        if published != lab.notes["tagged"]:
+            return Verdict(False, "the published tag v0.4.0 was moved: whoever fetched it has a different v0.4.0")
+        tags = self.git(lab, "remote.git", "tag", "--contains", lab.notes["change"]).text.split()
+        if not tags:
+            return Verdict(False, "no tag on the remote contains the change: the release does not include it")
+        return Verdict(True, f"v0.4.0 unchanged; the change is released in {', '.join(tags)}")
 
 
 # --- 9. the tracking server's host check -------------------------------------------------------------
@@ -865,6 +915,7 @@ CATALOGUE: tuple[Incident, ...] = (
     SleepInsteadOfPoll(),
     FailOpenGate(),
     GitPushRejected(),
+    GitRetagDidNotMove(),
     InvalidHostHeader(),
 )
 
