@@ -78,6 +78,16 @@ def test_a_workspace_name_resolves_under_the_workspace_root(healthy: TrainedWork
     assert str(_folder(healthy).resolve() / "mlflow.db") in done.stdout
 
 
+def test_a_tracking_uri_in_the_environment_that_overrides_the_workspace_is_a_warning(
+    healthy: TrainedWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    report = doctor.diagnose(doctor.Options(workspace=str(_folder(healthy))))
+    assert report.healthy  # the workspace itself is fine ...
+    warnings = [f.detail for f in report["store"] if f.status == "warn"]
+    assert warnings and "MLFLOW_TRACKING_URI=http://127.0.0.1:9 is set" in warnings[0]  # ... but it is not what runs
+
+
 def test_a_missing_database_is_reported_not_created(tmp_path: Path) -> None:
     done, _ = _doctor("--workspace", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert done.returncode == 1
