@@ -640,6 +640,18 @@ def diagnose(options: Options) -> Report:
     return report
 
 
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as plain data (for notebooks, graders and CI logs)."""
+    return {
+        "uri": report.target.uri,
+        "source": report.target.source,
+        "healthy": report.healthy,
+        "failed": report.failed_checks(),
+        "seconds": round(report.seconds, 3),
+        "findings": [{"check": f.check, "status": f.status, "detail": f.detail, "fix": f.fix} for f in report.findings],
+    }
+
+
 def render(report: Report) -> str:
     """The ✓/✗ table: one line per finding, the fix indented under each problem."""
     width = max([len(f.check) for f in report.findings] + [5])

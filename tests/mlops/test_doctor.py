@@ -72,6 +72,13 @@ def test_doctor_reads_an_embedded_store_without_mlflow_or_pandas_and_writes_noth
     assert db.stat().st_mtime_ns == before
 
 
+def test_json_output_lists_every_finding(healthy: TrainedWorkspace) -> None:
+    done, _ = _doctor("--workspace", str(_folder(healthy)), "--json", cwd=healthy.root)
+    document = json.loads(done.stdout)
+    assert done.returncode == 0 and document["healthy"] and document["failed"] == []
+    assert {f["check"] for f in document["findings"]} >= {"store", "reachable", "schema", "lock", "models", "aliases"}
+
+
 def test_a_workspace_name_resolves_under_the_workspace_root(healthy: TrainedWorkspace) -> None:
     done, _ = _doctor("--workspace", healthy.name, cwd=healthy.root)
     assert done.returncode == 0, done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from .common import port
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from ..doctor import Options, diagnose, render
+    from ..doctor import Options, diagnose, render, to_json
 
     options = Options(
         workspace=args.target_workspace,
@@ -23,7 +24,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         eval_file=Path(args.eval) if args.eval else None,
     )
     report = diagnose(options)
-    print(render(report))
+    print(json.dumps(to_json(report), indent=2) if args.json else render(report))
     return EXIT_OK if report.healthy else EXIT_UNUSABLE
 
 
@@ -50,4 +51,5 @@ def register(commands: Any) -> None:
         "--baseline", metavar="FILE", help="also check the evaluation set's fingerprint against this baseline"
     )
     p.add_argument("--eval", metavar="FILE", help="the evaluation file for --baseline (default: the workspace's)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON instead of the table")
     p.set_defaults(func=cmd_doctor)
