@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import NoReturn
 
 from ..errors import EXIT_UNUSABLE, MlopsError
-from . import ci, data, gate, inject, models, serve
+from . import ci, data, gate, inject, models, review, serve
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve, ci)
+GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve, ci, review)
 
 
 class ToolkitParser(argparse.ArgumentParser):
