@@ -211,6 +211,8 @@ def judge_problems(entries: Any, points: float) -> list[str]:
 
             if "answer" not in entry or entry["derive"] not in DERIVATIONS:
                 problems.append(f"judgment {name!r}: derive needs an answer and one of {sorted(DERIVATIONS)}")
+        if "pick" in entry and ("derive" not in entry or not (isinstance(entry["pick"], list) and entry["pick"])):
+            problems.append(f"judgment {name!r}: pick needs derive and a non-empty list of keys")
         if "fact" in entry and not (isinstance(entry["fact"], list) and entry["fact"]):
             problems.append(f"judgment {name!r}: fact must be a non-empty list of keys")
         value = entry.get("points")

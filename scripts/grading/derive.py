@@ -128,12 +128,49 @@ def lint_findings(value: Any) -> list[str]:
         return sorted({f"{finding.tool}:{finding.rule}" for finding in deploy.lint(path)})
 
 
+REVIEW_FIELDS = ("bundle", "claimed", "evidence", "decision", "repair")
+MIN_TEXT = 20
+
+
+def review_note_fields(value: Any) -> dict[str, Any]:
+    """Which required fields of a Lab 06 review note are filled in properly.
+
+    ``bundle`` and ``decision`` are returned as written (normalised); ``claimed``, ``evidence`` and
+    ``repair`` as booleans: a sentence of at least 20 characters, and for ``evidence`` one that
+    names an audit check or a bundle file, so it points at evidence rather than an impression.
+    """
+    from scripts.mlops import bundle
+    from scripts.mlops.audit import QUESTIONS
+
+    if not isinstance(value, dict):
+        raise DeriveError(f"the review note must be a dict with the keys {list(REVIEW_FIELDS)}")
+    unknown = sorted(set(value) - set(REVIEW_FIELDS))
+    if unknown:
+        raise DeriveError(f"the review note has unknown keys {unknown}; use {list(REVIEW_FIELDS)}")
+
+    def sentence(key: str) -> bool:
+        text = value.get(key)
+        return isinstance(text, str) and len(text.strip()) >= MIN_TEXT and len(text) <= MAX_TEXT
+
+    names = [*QUESTIONS, *bundle.EVIDENCE_FILES, bundle.MANIFEST, "gate.verdict"]
+    evidence = value.get("evidence")
+    decision = value.get("decision")
+    return {
+        "bundle": str(value.get("bundle", "")).strip().upper()[:20],
+        "claimed": sentence("claimed"),
+        "evidence": sentence("evidence") and any(name in str(evidence) for name in names),
+        "decision": decision.strip().lower()[:20] if isinstance(decision, str) else None,
+        "repair": sentence("repair"),
+    }
+
+
 DERIVATIONS: dict[str, Callable[[Any], Any]] = {
     "top_permissions": top_permissions,
     "concurrency_scope": concurrency_scope,
     "cancel_in_progress": cancel_in_progress,
     "promote_truth_table": promote_truth_table,
     "lint_findings": lint_findings,
+    "review_note_fields": review_note_fields,
 }
 
 

@@ -8,7 +8,8 @@ A check cell declares its judgments in ``metadata.lab.judge`` (see the instructo
 * ``answer`` is a Python expression the grader asks the student's kernel for, right after the
   check cell ran, as plain data (:mod:`scripts.grading.export`); with ``"derive": NAME`` the
   grader first computes :func:`scripts.grading.derive.apply` of it in its own process (for text
-  answers such as YAML that many spellings can express);
+  answers such as YAML that many spellings can express), and ``"pick": [keys]`` takes one part
+  of the result;
 * ``fact`` is a path into the facts the grader reads from the workspace after the kernel has
   exited (:mod:`scripts.grading.probe`);
 * the expected value is the one recorded from the reference solution's run
@@ -84,9 +85,14 @@ def observed(entry: dict[str, Any], answers: dict[str, Any], facts: dict[str, An
         from .derive import DeriveError, apply
 
         try:
-            return apply(str(entry["derive"]), found.get("value")), None
+            derived = apply(str(entry["derive"]), found.get("value"))
         except DeriveError as exc:
             return MISSING, str(exc)
+        if "pick" in entry:  # one part of what was derived (e.g. one field of a review note)
+            derived = lookup(derived, list(entry["pick"]))
+            if derived is MISSING:
+                return MISSING, f"nothing at {entry['pick']} in what was read from your answer"
+        return derived, None
     return found.get("value"), None
 
 

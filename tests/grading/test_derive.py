@@ -71,3 +71,28 @@ def test_authoring_refuses_an_unknown_derivation() -> None:
     entries = [{"id": "a", "points": 1, "answer": "x", "derive": "exec"}]
     assert any("derive needs an answer" in problem for problem in authoring.judge_problems(entries, 1))
     assert authoring.judge_problems([{"id": "a", "points": 1, "answer": "x", "derive": "top_permissions"}], 1) == []
+
+
+def test_a_review_note_is_read_field_by_field() -> None:
+    note = {"bundle": "d", "claimed": "Version 3 is better than version 1 and is production.",
+            "evidence": "gate_allowed failed: version 3 is tagged gate.verdict = fail.",
+            "decision": " Reject ", "repair": "Rolled production back to version 1 through the history."}
+    assert derive.apply("review_note_fields", note) == {
+        "bundle": "D", "claimed": True, "evidence": True, "decision": "reject", "repair": True}
+    vague = {**note, "evidence": "the numbers looked a bit off to me, honestly", "repair": "fixed"}
+    assert derive.apply("review_note_fields", vague) == {
+        "bundle": "D", "claimed": True, "evidence": False, "decision": "reject", "repair": False}
+    with pytest.raises(derive.DeriveError, match="unknown keys"):
+        derive.apply("review_note_fields", {**note, "score": 10})
+    with pytest.raises(derive.DeriveError, match="must be a dict"):
+        derive.apply("review_note_fields", "looks fine")
+
+
+def test_pick_takes_one_part_of_what_was_derived() -> None:
+    entry = {"id": "c", "what": "evidence", "points": 1, "answer": "note", "derive": "review_note_fields",
+             "pick": ["evidence"]}
+    note = {"bundle": "D", "evidence": "gate_allowed failed for version 3 of the model"}
+    assert judge.judge(entry, {"c": {"value": note}}, {}, True).passed
+    assert not judge.judge(entry, {"c": {"value": {**note, "evidence": "it looked wrong to me somehow"}}}, {}, True).passed
+    assert any("pick needs derive" in p for p in authoring.judge_problems(
+        [{"id": "a", "points": 1, "answer": "x", "pick": ["k"]}], 1))

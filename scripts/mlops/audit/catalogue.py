@@ -233,3 +233,22 @@ CATALOGUE: tuple[Deception, ...] = (
         "metric_meaning",
     ),
 )
+
+
+#: The bundles Lab 06 hands its reviewers, by the name they see: each a catalogue case applied to
+#: a good bundle (the reviewer's job is to find out which).
+REVIEW_SET = {"A": "metrics_from_other_run", "B": "debug_files_shipped", "C": "number_edited_to_look_right"}
+
+
+def review_set(ctx: BundleContext, good: Path, folder: Path) -> dict[str, Path]:
+    """Copies of the good bundle made deceptive as :data:`REVIEW_SET` says, under ``folder``."""
+    cases = {case.name: case for case in CATALOGUE}
+    made: dict[str, Path] = {}
+    for label, name in REVIEW_SET.items():
+        target = folder / label
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(good, target)
+        cases[name].build(target, ctx)
+        made[label] = target
+    return made
