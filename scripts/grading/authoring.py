@@ -206,6 +206,13 @@ def judge_problems(entries: Any, points: float) -> list[str]:
                 compile(str(entry["answer"]), "<answer>", "eval")
             except SyntaxError as exc:
                 problems.append(f"judgment {name!r}: answer is not a Python expression ({exc.msg})")
+        if "derive" in entry:
+            from .derive import DERIVATIONS
+
+            if "answer" not in entry or entry["derive"] not in DERIVATIONS:
+                problems.append(f"judgment {name!r}: derive needs an answer and one of {sorted(DERIVATIONS)}")
+        if "pick" in entry and ("derive" not in entry or not (isinstance(entry["pick"], list) and entry["pick"])):
+            problems.append(f"judgment {name!r}: pick needs derive and a non-empty list of keys")
         if "fact" in entry and not (isinstance(entry["fact"], list) and entry["fact"]):
             problems.append(f"judgment {name!r}: fact must be a non-empty list of keys")
         value = entry.get("points")

@@ -6,7 +6,10 @@ A check cell declares its judgments in ``metadata.lab.judge`` (see the instructo
     {"id": "b", "what": "alias champion", "points": 2, "fact": ["churn-classifier", "aliases", "champion"]}
 
 * ``answer`` is a Python expression the grader asks the student's kernel for, right after the
-  check cell ran, as plain data (:mod:`scripts.grading.export`);
+  check cell ran, as plain data (:mod:`scripts.grading.export`); with ``"derive": NAME`` the
+  grader first computes :func:`scripts.grading.derive.apply` of it in its own process (for text
+  answers such as YAML that many spellings can express), and ``"pick": [keys]`` takes one part
+  of the result;
 * ``fact`` is a path into the facts the grader reads from the workspace after the kernel has
   exited (:mod:`scripts.grading.probe`);
 * the expected value is the one recorded from the reference solution's run
@@ -78,6 +81,18 @@ def observed(entry: dict[str, Any], answers: dict[str, Any], facts: dict[str, An
         return MISSING, "the cells before this check did not run to the end"
     if "error" in found:
         return MISSING, str(found["error"])
+    if "derive" in entry:  # computed here, in the grader's process, from the exported plain value
+        from .derive import DeriveError, apply
+
+        try:
+            derived = apply(str(entry["derive"]), found.get("value"))
+        except DeriveError as exc:
+            return MISSING, str(exc)
+        if "pick" in entry:  # one part of what was derived (e.g. one field of a review note)
+            derived = lookup(derived, list(entry["pick"]))
+            if derived is MISSING:
+                return MISSING, f"nothing at {entry['pick']} in what was read from your answer"
+        return derived, None
     return found.get("value"), None
 
 

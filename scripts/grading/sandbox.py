@@ -5,7 +5,7 @@ Each sandboxed command sees
 * the virtual environment, its base Python and the repository's ``scripts/`` **read-only**, at
   their own absolute paths (so ``import scripts.mlops`` resolves through the venv's ``.pth``),
   with ``scripts/grading/manifests`` hidden;
-* the committed course data the labs read (``eval_baseline.json``) read-only;
+* the committed files the labs read (``eval_baseline.json``, Lab 04's workflow) read-only;
 * its own fresh workspace read-write at ``/lab`` (its current folder) and a private ``/tmp``
   (1 GiB); everything else is read-only;
 * nothing else of the repository, the other submissions, the grader's output folder, the
@@ -41,7 +41,7 @@ INSIDE = "/lab"  # where the submission's workspace appears inside the sandbox
 CACHE_INSIDE = "/tmp/cache"
 PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
 TMP_BYTES = 1024**3  # the private /tmp lives in memory: cap it
-LAB_INPUTS = ("eval_baseline.json",)  # repository files the labs read, bound read-only
+LAB_INPUTS = ("eval_baseline.json", ".github/workflows/deploy-gate.yml")  # repository files the labs read (read-only)
 
 
 class SandboxUnavailable(RuntimeError):

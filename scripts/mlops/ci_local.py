@@ -339,6 +339,9 @@ _KNOWN_ACTIONS = {
 }
 
 
+MAX_STEP_OUTPUT = 20_000
+
+
 @dataclass
 class StepResult:
     name: str
@@ -347,6 +350,7 @@ class StepResult:
     exit_code: int | None = None
     seconds: float = 0.0
     note: str = ""
+    output: str = ""  # what the command printed (its last MAX_STEP_OUTPUT characters)
     outputs: dict[str, str] = field(default_factory=dict)
     exported: list[str] = field(default_factory=list)  # names the step wrote to GITHUB_ENV
 
@@ -724,9 +728,12 @@ class Runner:
             stdin=subprocess.DEVNULL,
         )
         assert process.stdout is not None
+        printed: list[str] = []
         for line in process.stdout:
+            printed.append(line)
             self.say("    | " + line.rstrip("\n"))
         result.exit_code = process.wait()
+        result.output = "".join(printed)[-MAX_STEP_OUTPUT:]
         result.seconds = time.perf_counter() - started
         result.outputs = parse_key_values(output_file.read_text())
         exported = parse_key_values(env_file.read_text())

@@ -122,6 +122,22 @@ def pip_requirements() -> list[str]:
     ]
 
 
+CODE_TAG = "mlops.code_sha256"
+
+
+def code_sha256() -> str:
+    """``sha256:<hex>`` over the toolkit's source (``scripts/mlops/**/*.py``: relative paths and
+    contents, sorted): the code revision a run records, with or without a git checkout."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
 def train_and_log(
     train_path: str | Path,
     eval_path: str | Path,
@@ -168,6 +184,7 @@ def train_and_log(
             metrics[f"accuracy.{name}"] = bucket["accuracy"]
             metrics[f"n.{name}"] = bucket["n"]
         mlflow.log_metrics(metrics)
+        mlflow.set_tag(CODE_TAG, code_sha256())  # the code revision, for the release bundle's lock evidence
         mlflow.log_dict({"eval_set_hash": data.fingerprint(eval_path), **evaluation}, "evaluation.json")
         with warnings.catch_warnings():
             # Our tables have no missing values, so MLflow's hint about integer columns

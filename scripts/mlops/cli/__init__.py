@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import NoReturn
 
 from ..errors import EXIT_UNUSABLE, MlopsError
-from . import ci, data, doctor, gate, incidents, inject, models, serve
+from . import ci, data, doctor, gate, incidents, inject, models, review, serve
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve, ci, doctor, incidents)
+GROUPS: tuple[ModuleType, ...] = (data, models, gate, inject, serve, ci, review, doctor, incidents)
 
 
 class ToolkitParser(argparse.ArgumentParser):

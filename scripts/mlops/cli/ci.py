@@ -51,13 +51,13 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def cmd_ci_run(args: argparse.Namespace) -> int:
     from .. import ci_local
+    from ..deploy import workflow_variables
 
     ws = open_cli_workspace(args)
-    variables = {
-        "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.db.resolve()}",
-        "MLOPS_RELEASES_DIR": str((ws.root / "releases").resolve()),
-        **_pairs(args.var, "--var"),
-    }
+    variables = workflow_variables(ws)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        variables["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
+    variables.update(_pairs(args.var, "--var"))
     env: dict[str, str] = {}
     if args.candidate:
         env["CANDIDATE_FILE"] = str(Path(args.candidate).resolve())
