@@ -314,8 +314,10 @@ class PortInUse(Incident):
     def repair(self, lab: Lab) -> None:
         from .. import procs
 
+        mine = {process.pid for process in lab.processes}  # a drill only ever stops what it started
         for owner in procs.port_owners(lab.notes["port"]):
-            procs.stop_pid(owner.pid)
+            if owner.pid in mine:
+                procs.stop_pid(owner.pid)
         for process in lab.processes:
             process.poll()  # reap the stopped holder (a zombie still shows in /proc)
 
