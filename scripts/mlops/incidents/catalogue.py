@@ -905,6 +905,97 @@ def _wait_healthy(lab: Lab, process: Any, port: int, timeout: float = 180.0) -> 
     raise MlopsError(f"mlflow server on port {port} did not become healthy; its log ends with:\n{log}")
 
 
+# --- 10. two pipelines racing for one shared resource ------------------------------------------------
+
+#: One request to the shared server with the standard library (fast start; exit 1 and a traceback if refused).
+_GET = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2).read()"
+
+_PIPELINE = """set -eo pipefail
+# start-infra: start the shared server unless one is running (the seed's shared EC2 instance)
+if ! { [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2> /dev/null; }; then
+  "$PY" -m http.server --bind 127.0.0.1 "$PORT" > /dev/null 2>&1 &
+  echo $! > "$STATE/pid"
+fi
+deadline=$((SECONDS + 30))
+until "$PY" -c "$GET" "http://127.0.0.1:$PORT/" 2> /dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || { echo "$NAME: the shared server never answered"; exit 1; }
+  sleep 0.1
+done
+# train: use the server for a while
+for step in $(seq 1 "$STEPS"); do
+  "$PY" -c "$GET" "http://127.0.0.1:$PORT/"
+  sleep 0.3
+done
+echo "$NAME: trained in $STEPS steps"
+# stop-infra: this run is done with the server, so it stops it
+kill "$(cat "$STATE/pid")" && rm -f "$STATE/pid"
+"""
+
+
+class PipelinesRacing(Incident):
+    name = "pipelines_racing"
+    title = "Two pipeline runs share one server, and the first to finish stops it under the other"
+    symptom = "the longer run exits 1: urllib.error.URLError: <urlopen error [Errno 111] Connection refused>"
+    cause = "each run assumes it owns the shared resource; nothing makes the second wait for the first"
+    fix = (
+        "serialise the runs: one concurrency group per resource with cancel-in-progress: false on GitHub, a lock "
+        "(flock) around the whole run locally; the second run queues instead of failing"
+    )
+    anti_fix = (
+        "never stopping the server (it runs and costs forever), or a sleep between runs that only shifts the race"
+    )
+
+    @staticmethod
+    def folder(lab: Lab) -> Path:
+        path = lab.scratch / "race"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _write(self, lab: Lab, locked: bool) -> None:
+        runner = (
+            'exec flock "$STATE/lock" bash "$STATE/pipeline.sh"\n' if locked else 'exec bash "$STATE/pipeline.sh"\n'
+        )
+        _write_script(self.folder(lab) / "pipeline.sh", _PIPELINE)
+        _write_script(self.folder(lab) / "run.sh", "set -eo pipefail\n" + runner)
+
+    def break_(self, lab: Lab) -> None:
+        lab.notes["port"] = free_port()
+        self._write(lab, locked=False)
+
+    def race(self, lab: Lab) -> tuple[Symptom, Symptom]:
+        """Start a short run, then a long one 0.5 s later; both outcomes."""
+        import threading
+        import time
+
+        results: dict[str, Symptom] = {}
+
+        def one(name: str, steps: int) -> None:
+            env = lab.env(PY=_python(), GET=_GET, STATE=str(self.folder(lab)), PORT=str(lab.notes["port"]),
+                          NAME=name, STEPS=str(steps))  # fmt: skip
+            results[name] = run(["bash", str(self.folder(lab) / "run.sh")], cwd=self.folder(lab), env=env, timeout=90)
+
+        short = threading.Thread(target=one, args=("run-1", 2))
+        long = threading.Thread(target=one, args=("run-2", 8))
+        short.start()
+        time.sleep(0.5)
+        long.start()
+        short.join()
+        long.join()
+        return results["run-1"], results["run-2"]
+
+    def observe(self, lab: Lab) -> Symptom:
+        first, second = self.race(lab)
+        return Symptom("exit", f"run-1 -> exit {first.code}\n{first.text}\n\nrun-2 -> exit {second.code}\n{second.text}",
+                       second.code)  # fmt: skip
+
+    def repair(self, lab: Lab) -> None:
+        self._write(lab, locked=True)
+
+    def verify(self, lab: Lab) -> Verdict:
+        first, second = self.race(lab)
+        return Verdict(first.code == 0 and second.code == 0, f"run-1 exit {first.code}, run-2 exit {second.code}")
+
+
 CATALOGUE: tuple[Incident, ...] = (
     LabelSpelling(),
     TinyEvalNoise(),
@@ -919,6 +1010,7 @@ CATALOGUE: tuple[Incident, ...] = (
     GitPushRejected(),
     GitRetagDidNotMove(),
     InvalidHostHeader(),
+    PipelinesRacing(),
 )
 
 
