@@ -16,6 +16,8 @@ PROBE = r"""
 import json, os, socket, resource
 seen = {
     "repo": sorted(os.listdir(REPO)),
+    "github": sorted(os.path.relpath(os.path.join(d, f), REPO) for d, _, fs in os.walk(os.path.join(REPO, ".github"))
+                     for f in fs),
     "manifests": os.listdir(MANIFESTS),
     "pid": os.getpid(),
     "uid": os.getuid(),
@@ -52,7 +54,8 @@ def inside(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 
 def test_only_the_venv_and_scripts_of_the_repository_are_visible(inside: tuple[dict, Path]) -> None:
     seen, _ = inside
-    assert set(seen["repo"]) <= {"scripts", ".venv", "eval_baseline.json"}, seen["repo"]
+    assert set(seen["repo"]) <= {"scripts", ".venv", "eval_baseline.json", ".github"}, seen["repo"]
+    assert seen["github"] == [".github/workflows/deploy-gate.yml"]  # Lab 04's workflow, nothing else of .github
     assert "solutions" not in seen["repo"] and seen["manifests"] == []
     assert not seen["home_visible"]
 
