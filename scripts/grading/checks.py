@@ -110,9 +110,13 @@ class Exercise:
 
     # -- looking up the student's work ---------------------------------------------------------
     def value(self, name: str) -> Any:
-        """The student's variable ``name``, or a marker that makes every check on it fail clearly."""
+        """The student's variable ``name``, or a marker that makes every check on it fail clearly.
+
+        A variable still bound to ``...`` (the placeholder a generated stub shows) counts as not
+        defined yet.
+        """
         namespace = self.namespace if self.namespace is not None else sys._getframe(1).f_globals
-        if name in namespace:
+        if name in namespace and namespace[name] is not Ellipsis:  # `x = ...` is a stub's placeholder
             return namespace[name]
         return _Missing(name)
 
