@@ -141,6 +141,17 @@ def test_stubs_name_what_to_set_and_raise_once_per_cell() -> None:
     assert {"answer", "second"} <= checked
 
 
+def test_found_may_be_computed_only_when_a_check_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+    with pytest.raises(CheckFailed):
+        with exercise("99.4", {}) as check:
+            check.that(True, "passes", found=lambda: calls.append("called"))
+            check.that(False, "fails", expected="1", found=lambda: 2)
+            check.that(False, "unreadable", found=lambda: {}["key"])
+    out = capsys.readouterr().out
+    assert calls == [] and "fails — expected 1; found 2" in out and "found unreadable (KeyError: 'key')" in out
+
+
 def test_a_placeholder_counts_as_not_defined(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(CheckFailed):
         with exercise("99.3", {"result": ...}) as check:
