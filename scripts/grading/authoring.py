@@ -115,7 +115,8 @@ def stub_source(source: str, exercise_id: str, names: Collection[str] | None = N
     assigns (when ``names`` is given, only those in it, the variables the exercise's checks
     read, or used by the cell's own code outside the regions),
     so the student sees what to set; the first such region also gets the cell's one
-    ``raise NotImplementedError``. A region inside a block (a function body) becomes the
+    ``raise NotImplementedError``, before those lines, so that running the unfinished cell
+    leaves every variable as it was. A region inside a block (a function body) becomes the
     ``raise`` itself, so calling the unfinished function says it is not done yet.
     """
     scaffold = set(re.findall(r"[A-Za-z_]\w*", _without_regions(source)))
@@ -141,10 +142,9 @@ def stub_source(source: str, exercise_id: str, names: Collection[str] | None = N
                 )
                 continue
             assigned = [name for name in assigned_names("\n".join(region)) if names is None or name in wanted]
-            out += [f"{name} = ...  # your code" for name in assigned]
-            if not raised:
+            if not raised:  # first, so that running the unfinished cell changes nothing
                 action = (
-                    "replace each ... above with your code and delete this line"
+                    "delete this line and replace each ... under it with your code"
                     if assigned
                     else "replace this line with your code"
                 )
@@ -152,6 +152,7 @@ def stub_source(source: str, exercise_id: str, names: Collection[str] | None = N
                     f'raise NotImplementedError("{_not_done(exercise_id)}: {action}, then run the check cell below.")'
                 )
                 raised = True
+            out += [f"{name} = ...  # your code" for name in assigned]
             continue
         out.append(line)
     return "\n".join(out)

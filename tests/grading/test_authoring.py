@@ -90,9 +90,9 @@ def test_student_notebook_stubs_solutions_drops_hidden_clears_outputs_and_locks(
     assert "ex-hidden" not in ids
     stub = student.cells[ids.index("ex")]
     assert stub.source == (
-        "y = ...  # your code\n"
-        'raise NotImplementedError("Exercise 99.1 is not done yet: replace each ... above with your code and '
-        'delete this line, then run the check cell below.")\nprint(y)'
+        'raise NotImplementedError("Exercise 99.1 is not done yet: delete this line and replace each ... under it '
+        'with your code, then run the check cell below.")\n'
+        "y = ...  # your code\nprint(y)"
     )
     assert stub.outputs == [] and stub.execution_count is None
     check = student.cells[ids.index("ex-check")]
@@ -127,8 +127,8 @@ def test_stubs_name_what_to_set_and_raise_once_per_cell() -> None:
     stub = authoring.stub_source(source, "99.2", names={"answer", "second"})
     lines = stub.split("\n")
     assert lines[2].startswith('    raise NotImplementedError("Exercise 99.2 is not done yet: write the body')
-    assert lines[3:6] == ["answer = ...  # your code", "other = ...  # your code", lines[5]]
-    assert lines[5].startswith('raise NotImplementedError("Exercise 99.2 is not done yet: replace each ...')
+    assert lines[3].startswith('raise NotImplementedError("Exercise 99.2 is not done yet: delete this line')
+    assert lines[4:6] == ["answer = ...  # your code", "other = ...  # your code"]
     assert lines[6:] == ["second = ...  # your code", "print(other)"], "scratch is neither checked nor used"
     assert stub.count("raise NotImplementedError") == 2  # the function body's, and the cell's one
     assert "BEGIN SOLUTION" not in stub and "scratch" not in stub and "helper(1)" not in stub
