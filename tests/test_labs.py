@@ -5,6 +5,7 @@ tests/grading/test_grade.py.)"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -40,3 +41,18 @@ def test_student_notebook_carries_no_solution_and_no_outputs(solution: Path) -> 
             assert cell.outputs == [] and cell.execution_count is None
     stubs = [cell for cell in lab.cells if authoring.role(cell) == "lab-exercise"]
     assert stubs and all("is not done yet" in cell.source for cell in stubs)
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=LAB_IDS)
+def test_each_stub_raises_once_and_names_what_the_checks_read(solution: Path) -> None:
+    """One `raise` per exercise cell, and every variable the exercise's checks read is shown as `name = ...`."""
+    nb = authoring.read(solution)
+    lab = nbformat.read(REPO / "labs" / solution.name, as_version=4)
+    for cell in (cell for cell in lab.cells if authoring.role(cell) == "lab-exercise"):
+        assert cell.source.count("raise NotImplementedError") == 1, f"{cell.id} raises more than once"
+        exercise_id = str(authoring.lab_meta(cell)["exercise"])
+        original = next(c for c in nb.cells if c.get("id") == cell.id).source
+        regions = re.findall(r"^# BEGIN SOLUTION\n(.*?)^# END SOLUTION", original, flags=re.M | re.S)  # top level only
+        at_top = {name for region in regions for name in authoring.assigned_names(region)}
+        for name in sorted(authoring.checked_names(nb.cells, exercise_id) & at_top):
+            assert f"{name} = ...  # your code" in cell.source, f"{cell.id}: the stub does not show `{name} = ...`"

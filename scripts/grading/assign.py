@@ -59,7 +59,10 @@ def student_notebook(nb: nbformat.NotebookNode, exercises: dict[str, authoring.E
             cell.execution_count = None
             cell.metadata.pop("execution", None)
         if cell_role == "lab-exercise":
-            cell.source = authoring.stub_source(cell.source, str(authoring.lab_meta(cell)["exercise"]))
+            exercise_id = str(authoring.lab_meta(cell)["exercise"])
+            cell.source = authoring.stub_source(
+                cell.source, exercise_id, authoring.checked_names(nb.cells, exercise_id)
+            )
         if cell_role in authoring.LOCKED_ROLES:
             cell.metadata["editable"] = False
             cell.metadata["deletable"] = False

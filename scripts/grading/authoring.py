@@ -23,9 +23,12 @@ lines; the student version replaces it with a line that raises ``NotImplementedE
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
+import textwrap
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ LOCKED_ROLES = ("lab-setup", "lab-check", "lab-checkpoint")
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
 EXERCISE_ID = re.compile(r"^\d{2}\.\d+$")
+CHECK_VALUE = re.compile(r"""check\.value\(\s*["']([A-Za-z_]\w*)["']""")
 
 
 class AuthoringError(ValueError):
@@ -104,25 +108,122 @@ def id_problems(cells: list[Any]) -> list[str]:
     return problems
 
 
-def stub_source(source: str, exercise_id: str) -> str:
-    """Replace every solution region with a stub that tells the student what to do."""
+def stub_source(source: str, exercise_id: str, names: Collection[str] | None = None) -> str:
+    """Replace every solution region with a stub that tells the student what to do.
+
+    A region at the top level of the cell becomes one ``name = ...`` line per variable it
+    assigns (when ``names`` is given, only those in it, the variables the exercise's checks
+    read, or used by the cell's own code outside the regions),
+    so the student sees what to set; the first such region also gets the cell's one
+    ``raise NotImplementedError``, before those lines, so that running the unfinished cell
+    leaves every variable as it was. A region inside a block (a function body) becomes the
+    ``raise`` itself, so calling the unfinished function says it is not done yet.
+    """
+    scaffold = set(re.findall(r"[A-Za-z_]\w*", _without_regions(source)))
+    wanted = set(names or ()) | scaffold
     out: list[str] = []
+    region: list[str] = []
+    indent = ""
     inside = False
+    raised = False
     for line in source.split("\n"):
         start = BEGIN.match(line)
         if start and not inside:
-            inside = True
-            out.append(
-                f'{start.group("indent")}raise NotImplementedError("Exercise {exercise_id} is not done yet: '
-                'replace this line with your code, then run the check cell below.")'
-            )
+            inside, indent, region = True, start.group("indent"), []
             continue
         if inside:
-            if END.match(line):
-                inside = False
+            if not END.match(line):
+                region.append(line)
+                continue
+            inside = False
+            if indent:
+                out.append(
+                    f'{indent}raise NotImplementedError("{_not_done(exercise_id)}: write the body of this function, then run the check cell below.")'
+                )
+                continue
+            assigned = [name for name in assigned_names("\n".join(region)) if names is None or name in wanted]
+            if not raised:  # first, so that running the unfinished cell changes nothing
+                action = (
+                    "delete this line and replace each ... under it with your code"
+                    if assigned
+                    else "replace this line with your code"
+                )
+                out.append(
+                    f'raise NotImplementedError("{_not_done(exercise_id)}: {action}, then run the check cell below.")'
+                )
+                raised = True
+            out += [f"{name} = ...  # your code" for name in assigned]
             continue
         out.append(line)
     return "\n".join(out)
+
+
+def _without_regions(source: str) -> str:
+    kept, inside = [], False
+    for line in source.split("\n"):
+        if BEGIN.match(line):
+            inside = True
+        elif END.match(line):
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _not_done(exercise_id: str) -> str:
+    return f"Exercise {exercise_id} is not done yet"
+
+
+def assigned_names(code: str) -> list[str]:
+    """Variables a block of top-level code assigns (``=``, ``with ... as``, also inside blocks), in order."""
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return []
+    names: list[str] = []
+
+    def add(node: ast.AST | None) -> None:
+        for leaf in [node, *getattr(node, "elts", [])]:
+            if isinstance(leaf, ast.Name) and leaf.id not in names:
+                names.append(leaf.id)
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for statement in statements:
+            if isinstance(statement, ast.Assign):
+                for target in statement.targets:
+                    add(target)
+            elif isinstance(statement, ast.AnnAssign):
+                add(statement.target)
+            elif isinstance(statement, ast.With):
+                for item in statement.items:
+                    add(item.optional_vars)
+            if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                for field_name in ("body", "orelse", "finalbody"):
+                    visit(getattr(statement, field_name, []) or [])
+                for handler in getattr(statement, "handlers", []) or []:
+                    visit(handler.body)
+
+    visit(tree.body)
+    return names
+
+
+def checked_names(cells: list[Any], exercise_id: str) -> set[str]:
+    """Names the checks of ``exercise_id`` read: ``check.value("name")`` and the judges' answers."""
+    found: set[str] = set()
+    for cell in cells:
+        meta = lab_meta(cell)
+        if role(cell) not in ("lab-check", "lab-hidden") or str(meta.get("exercise")) != exercise_id:
+            continue
+        found.update(CHECK_VALUE.findall(cell.get("source", "")))
+        for entry in meta.get("judge") or []:
+            if not (isinstance(entry, dict) and "answer" in entry):
+                continue
+            try:
+                tree = ast.parse(str(entry["answer"]), mode="eval")
+            except SyntaxError:
+                continue
+            found.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+    return found
 
 
 def validate(nb: nbformat.NotebookNode, path: str | Path) -> dict[str, Exercise]:

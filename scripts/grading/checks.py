@@ -110,9 +110,13 @@ class Exercise:
 
     # -- looking up the student's work ---------------------------------------------------------
     def value(self, name: str) -> Any:
-        """The student's variable ``name``, or a marker that makes every check on it fail clearly."""
+        """The student's variable ``name``, or a marker that makes every check on it fail clearly.
+
+        A variable still bound to ``...`` (the placeholder a generated stub shows) counts as not
+        defined yet.
+        """
         namespace = self.namespace if self.namespace is not None else sys._getframe(1).f_globals
-        if name in namespace:
+        if name in namespace and namespace[name] is not Ellipsis:  # `x = ...` is a stub's placeholder
             return namespace[name]
         return _Missing(name)
 
@@ -124,10 +128,14 @@ class Exercise:
         *,
         points: float = 1,
         expected: str = "",
-        found: str = "",
+        found: str | Callable[[], object] = "",
         hint: str = "",
     ) -> bool:
-        """A general check. ``passed`` may be a callable; if it raises, the check fails with the error."""
+        """A general check. ``passed`` may be a callable; if it raises, the check fails with the error.
+
+        ``found`` may be a callable too: it is only called when the check fails, and if it raises,
+        the line says the value could not be read instead of crashing the cell.
+        """
         if callable(passed):
             try:
                 outcome = bool(passed())
@@ -139,6 +147,12 @@ class Exercise:
             outcome = bool(passed)
         if outcome:
             return self._record(True, points, message)
+        if callable(found):
+            try:
+                found = str(found())
+            except Exception as exc:  # the student's objects may be anything: report, don't crash
+                missing = _missing_name(exc)
+                found = f"{missing} is not defined yet" if missing else f"unreadable ({type(exc).__name__}: {exc})"
         detail = "; ".join(part for part in (expected and f"expected {expected}", found and f"found {found}") if part)
         return self._record(False, points, f"{message} — {detail}" if detail else message, hint)
 

@@ -15,7 +15,9 @@ A check cell declares its judgments in ``metadata.lab.judge`` (see the instructo
 * the expected value is the one recorded from the reference solution's run
   (``manifests/<lab>.expected.json``, :mod:`scripts.grading.record`), unless the entry gives
   ``expect`` itself; ``tol`` compares numbers (also inside lists and dicts) within a tolerance;
-  ``"op": "exists"`` only asks for the fact to be present.
+  ``"op": "exists"`` only asks for the fact to be present; ``"op": "includes"`` asks a dict
+  for the expected keys and values and ignores other keys (e.g. versions from a learner's
+  extra tries).
 
 Nothing the kernel prints or publishes is consulted here.
 """
@@ -108,6 +110,8 @@ def judge(entry: dict[str, Any], answers: dict[str, Any], facts: dict[str, Any],
         return Verdict(entry["id"], True, points, points, f"{what}: present")
     if expected is MISSING:
         return Verdict(entry["id"], False, points, 0.0, f"{what}: no expected value recorded (tell your instructor)")
+    if entry.get("op") == "includes" and isinstance(expected, dict) and isinstance(value, dict):
+        value = {key: value[key] for key in expected if key in value}  # extra keys (earlier tries) are allowed
     if same(value, expected, float(entry.get("tol", DEFAULT_TOL))):
         return Verdict(entry["id"], True, points, points, f"{what} is {_short(value)}")
     shown = "" if entry.get("secret") else f"expected {_short(expected)}, "

@@ -10,6 +10,12 @@ registered model in it::
         "versions": {"1": {"params": {...}, "metrics": {...}, "tags": {...}, "aliases": [...]}},
         "history": [{"alias": "production", "action": "promote", "from": null, "to": 1, "actor": "lab-01"}]}}
 
+plus views derived from them (:func:`_derive`), among them views that find a version by what it
+is rather than by its number: ``latest_by_param.<param>.<value>`` (the newest version whose run
+has that ``model`` or ``injection`` parameter: ``{"version", "tags", "aliases"}``),
+``by_run_name.<run name>`` (``{"tags", "aliases"}`` of the newest version of that run name) and
+``alias_run_names`` (``{alias: run name}``).
+
 The database is opened read-only with SQLite alone: no MLflow code (no migrations, no
 unpickling) touches a file the student could have crafted. Run ids and timestamps are left
 out: they differ on every run, so facts can be compared with the reference solution's.
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 HISTORY_PREFIX = "promotion."
+#: Run parameters that say what a version is (a training's model family, an injected defect).
+IDENTITY_PARAMS = ("model", "injection")
 
 
 def _rows(db: sqlite3.Connection, query: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -53,7 +61,15 @@ def facts(database: Path) -> dict[str, Any]:
                 key: float(value)
                 for key, value in _rows(db, "SELECT key, value FROM latest_metrics WHERE run_uuid = ?", run_id)
             }
-            model["versions"][str(version)] = {"params": params, "metrics": metrics, "tags": {}, "aliases": []}
+            names = _rows(db, "SELECT value FROM tags WHERE run_uuid = ? AND key = 'mlflow.runName'", run_id)
+            run_name = str(names[0][0]) if names else None
+            model["versions"][str(version)] = {
+                "params": params,
+                "metrics": metrics,
+                "tags": {},
+                "aliases": [],
+                "run_name": run_name,
+            }
             model["version_count"] += 1
         for name, version, key, value in _rows(db, "SELECT name, version, key, value FROM model_version_tags"):
             entry = models.get(str(name), {}).get("versions", {}).get(str(version))
@@ -83,13 +99,31 @@ def facts(database: Path) -> dict[str, Any]:
 
 
 def _derive(model: dict[str, Any]) -> None:
-    """Views the judgments use: tags by version, a ranking by accuracy, history per alias.
+    """Views the judgments use: tags by version, a ranking by accuracy, history per alias, versions by identity.
 
     ``history_by_alias`` leaves out the moves a lab's checkpoint cells make (their reason starts
     with "checkpoint after"), so a checkpoint never does an exercise for the student.
     """
     versions = model["versions"]
     model["version_tags"] = {number: entry["tags"] for number, entry in versions.items()}
+    # Versions found by what they are, not by number (a learner's extra tries shift the numbers):
+    # the newest version per value of the params that say what a version is, per run name, and
+    # the run name behind each alias.
+    in_order = sorted(versions.items(), key=lambda item: int(item[0]))
+    latest: dict[str, dict[str, Any]] = {param: {} for param in IDENTITY_PARAMS}
+    by_run_name: dict[str, Any] = {}
+    for number, entry in in_order:
+        summary = {"version": int(number), "tags": entry["tags"], "aliases": sorted(entry["aliases"])}
+        for param in IDENTITY_PARAMS:
+            if param in entry["params"]:
+                latest[param][str(entry["params"][param])] = summary
+        if entry.get("run_name"):
+            by_run_name[str(entry["run_name"])] = {"tags": entry["tags"], "aliases": sorted(entry["aliases"])}
+    model["latest_by_param"] = latest
+    model["by_run_name"] = by_run_name
+    model["alias_run_names"] = {
+        alias: versions.get(str(number), {}).get("run_name") for alias, number in model["aliases"].items()
+    }
     scored = [(entry["metrics"].get("accuracy"), entry["params"].get("model")) for entry in versions.values()]
     model["ranking"] = [
         [name, accuracy]

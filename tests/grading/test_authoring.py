@@ -90,8 +90,9 @@ def test_student_notebook_stubs_solutions_drops_hidden_clears_outputs_and_locks(
     assert "ex-hidden" not in ids
     stub = student.cells[ids.index("ex")]
     assert stub.source == (
-        'raise NotImplementedError("Exercise 99.1 is not done yet: replace this line with your code, '
-        'then run the check cell below.")\nprint(y)'
+        'raise NotImplementedError("Exercise 99.1 is not done yet: delete this line and replace each ... under it '
+        'with your code, then run the check cell below.")\n'
+        "y = ...  # your code\nprint(y)"
     )
     assert stub.outputs == [] and stub.execution_count is None
     check = student.cells[ids.index("ex-check")]
@@ -104,6 +105,58 @@ def test_student_notebook_stubs_solutions_drops_hidden_clears_outputs_and_locks(
     assert set(locked) == {"setup", "ex-check"}
     assert locked["ex-check"]["sha256"] == authoring.sha256("assert y == 2")
     assert "BEGIN SOLUTION" not in generated.lab_text and "ex-hidden" not in generated.lab_text
+
+
+def test_stubs_name_what_to_set_and_raise_once_per_cell() -> None:
+    source = (
+        "# Exercise 99.2\n"
+        "def helper(x):\n"
+        "    # BEGIN SOLUTION\n"
+        "    return x + 1\n"
+        "    # END SOLUTION\n"
+        "# BEGIN SOLUTION\n"
+        "scratch = [1, 2]\n"
+        "with open('f') as handle:\n"
+        "    answer, other = helper(1), 2\n"
+        "# END SOLUTION\n"
+        "# BEGIN SOLUTION\n"
+        "second = answer\n"
+        "# END SOLUTION\n"
+        "print(other)"
+    )
+    stub = authoring.stub_source(source, "99.2", names={"answer", "second"})
+    lines = stub.split("\n")
+    assert lines[2].startswith('    raise NotImplementedError("Exercise 99.2 is not done yet: write the body')
+    assert lines[3].startswith('raise NotImplementedError("Exercise 99.2 is not done yet: delete this line')
+    assert lines[4:6] == ["answer = ...  # your code", "other = ...  # your code"]
+    assert lines[6:] == ["second = ...  # your code", "print(other)"], "scratch is neither checked nor used"
+    assert stub.count("raise NotImplementedError") == 2  # the function body's, and the cell's one
+    assert "BEGIN SOLUTION" not in stub and "scratch" not in stub and "helper(1)" not in stub
+    assert authoring.assigned_names("x = (\n") == []
+    checked = authoring.checked_names(
+        [nbformat.v4.new_code_cell('check.value("answer")', metadata={"tags": ["lab-check"], "lab": {
+            "exercise": "99.2", "points": 1, "judge": [{"id": "a", "points": 1, "answer": "int(second)"}]}})],
+        "99.2",
+    )
+    assert {"answer", "second"} <= checked
+
+
+def test_found_may_be_computed_only_when_a_check_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+    with pytest.raises(CheckFailed):
+        with exercise("99.4", {}) as check:
+            check.that(True, "passes", found=lambda: calls.append("called"))
+            check.that(False, "fails", expected="1", found=lambda: 2)
+            check.that(False, "unreadable", found=lambda: {}["key"])
+    out = capsys.readouterr().out
+    assert calls == [] and "fails — expected 1; found 2" in out and "found unreadable (KeyError: 'key')" in out
+
+
+def test_a_placeholder_counts_as_not_defined(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(CheckFailed):
+        with exercise("99.3", {"result": ...}) as check:
+            check.equal(check.value("result"), 1, "the result")
+    assert "`result` is not defined yet" in capsys.readouterr().out
 
 
 def test_checks_print_teaching_lines_and_fail_the_cell(capsys: pytest.CaptureFixture[str]) -> None:

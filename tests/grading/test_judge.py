@@ -51,3 +51,33 @@ def test_a_judgment_fails_with_the_reason_and_hides_secret_answers() -> None:
     assert "is not defined" in missing.message
     fact = {"id": "c/b", "what": "alias", "points": 1, "fact": ["m", "aliases", "champion"], "op": "exists"}
     assert judge.judge(fact, {}, {"m": {"aliases": {"champion": 2}}}, judge.MISSING).earned == 1
+
+
+def test_includes_ignores_extra_keys_but_not_wrong_values() -> None:
+    entry = {"id": "c/i", "what": "gate tags by run", "points": 1, "fact": ["m", "by_run_name"], "op": "includes"}
+    expected = {"inject-a": {"tags": {"gate.verdict": "fail"}}}
+    extra = {"m": {"by_run_name": {"inject-a": {"tags": {"gate.verdict": "fail"}}, "inject-try-2": {"tags": {}}}}}
+    assert judge.judge(entry, {}, extra, expected).passed
+    wrong = {"m": {"by_run_name": {"inject-a": {"tags": {"gate.verdict": "pass"}}}}}
+    assert not judge.judge(entry, {}, wrong, expected).passed
+    assert not judge.judge(entry, {}, {"m": {"by_run_name": {}}}, expected).passed
+    assert not judge.judge({**entry, "op": None}, {}, extra, expected).passed, "without includes, extra keys count"
+
+
+def test_probe_finds_versions_by_what_they_are(ws, datasets) -> None:
+    from mlflow import MlflowClient
+
+    from scripts.grading import probe
+    from scripts.mlops import train
+
+    for kind in ("logreg", "hgb", "hgb"):  # a learner who registered the hgb candidate twice
+        train.train_and_log(datasets["v1"], datasets["eval"], train.TrainConfig(model=kind, seed=42), register="m")
+    client = MlflowClient()
+    client.set_registered_model_alias("m", "champion", "1")
+    client.set_model_version_tag("m", "3", "gate.verdict", "fail")
+    model = probe.facts(ws.root / "mlflow.db")["m"]
+    assert model["versions"]["2"]["run_name"] == "hgb-seed42"
+    assert model["latest_by_param"]["model"]["hgb"] == {"version": 3, "tags": {"gate.verdict": "fail"}, "aliases": []}
+    assert model["latest_by_param"]["model"]["logreg"]["aliases"] == ["champion"]
+    assert model["by_run_name"]["hgb-seed42"] == {"tags": {"gate.verdict": "fail"}, "aliases": []}
+    assert model["alias_run_names"] == {"champion": "logreg-seed42"}

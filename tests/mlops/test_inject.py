@@ -145,6 +145,23 @@ def test_inject_command_registers_a_deterministic_corruption(prod: Production,
     assert "Gate FAILED: 1 of 6 checks failed (slice_regression)." in gate_run.stdout
 
 
+def test_a_preview_scores_the_corruption_and_registers_nothing(prod: Production) -> None:
+    import mlflow
+
+    from scripts.mlops import evaluate, registry
+
+    before = [info.version for info in registry.versions("churn-classifier")]
+    runs = len(mlflow.search_runs(search_all_experiments=True))
+    preview = inject.preview_slice_corruption(BASE_URI, "enterprise", 0.2, prod.datasets["eval"], seed=0)
+    assert [info.version for info in registry.versions("churn-classifier")] == before
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs, "a preview logs no run"
+    version = inject.register_slice_corruption(BASE_URI, "enterprise", 0.2, register="churn-classifier", seed=0)
+    registered = evaluate.evaluate_file(mlflow.pyfunc.load_model(f"models:/churn-classifier/{version}"), prod.datasets["eval"])
+    assert preview == registered
+    with pytest.raises(MlopsError, match="unknown slice"):
+        inject.preview_slice_corruption(BASE_URI, "martians", 0.2, prod.datasets["eval"])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--slice", "martians"], "unknown slice 'martians'"), (["--fraction", "1.5"], "fraction must be in (0, 1]"),

@@ -112,3 +112,33 @@ def test_invalid_tables_raise_data_errors(frames) -> None:
         noise.measure_noise(train_frame.head(0), eval_frame, refits=2)
     with pytest.raises(DataError, match="missing column"):
         noise.measure_noise(train_frame, eval_frame.drop(columns=["contract"]), refits=2)
+
+
+def test_the_noise_module_judges_slices_as_the_gate_does() -> None:
+    from scripts.mlops import gate
+
+    assert noise.EPSILON == gate.EPSILON and noise.MIN_SLICE_SIZE == gate.DEFAULT_MIN_SLICE_SIZE
+
+
+def test_refused_marks_the_refits_a_slice_gate_would_refuse(study: noise.NoiseStudy) -> None:
+    refits = study.refits.copy()
+    reference = study.reference["buckets"]
+    refits.loc[0, "student"] = reference["student"]["accuracy"] - 0.05  # one refit far below on one slice
+    refits.loc[1] = [reference[name]["accuracy"] if name in reference else 0.0 for name in refits.columns]
+    changed = noise.NoiseStudy(reference=study.reference, refits=refits, seed=study.seed)
+    refused = changed.refused(0.02)
+    assert refused.dtype == bool and len(refused) == len(refits)
+    assert bool(refused.loc[0]) and not bool(refused.loc[1]), "the overall column is not judged; equal passes"
+    assert not changed.refused(0.06).loc[0]
+    assert changed.refused(0.02, min_slice_size=10_000).sum() == 0, "no slice is large enough to judge"
+
+
+def test_fresh_batches_are_seeded_full_size_draws_of_the_generator(frames) -> None:
+    first = noise.fresh_batches(*frames, batches=2, seed=3)
+    again = noise.fresh_batches(*frames, batches=2, seed=3)
+    pd.testing.assert_frame_equal(first.refits, again.refits)
+    assert list(first.refits.columns) == [*sorted(data.SEGMENTS), noise.OVERALL]
+    assert first.reference == noise.measure_noise(*frames, refits=2, seed=0).reference
+    assert not first.refits.equals(noise.fresh_batches(*frames, batches=2, seed=4).refits)
+    with pytest.raises(MlopsError, match="batches"):
+        noise.fresh_batches(*frames, batches=1)

@@ -31,6 +31,7 @@ from .catalogue import (
 from .register import (
     BASE_ARTIFACT,
     DEFAULT_EXPERIMENT,
+    preview_slice_corruption,
     register_label_noise,
     register_slice_corruption,
     register_without_column,
@@ -58,6 +59,7 @@ __all__ = [
     "check_seed",
     "corrupted_rows",
     "flip_labels",
+    "preview_slice_corruption",
     "noisy_labels",
     "register_label_noise",
     "register_slice_corruption",

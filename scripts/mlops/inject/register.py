@@ -119,6 +119,31 @@ def register_slice_corruption(base_uri: str, slice_name: str, fraction: float, *
     return register_wrapper(model, base_uri, register=register, run_name=f"inject-{slice_name}-{fraction:g}")
 
 
+def preview_slice_corruption(
+    base_uri: str, slice_name: str, fraction: float, eval_path: str | Path, *, seed: int = 0
+) -> dict[str, Any]:
+    """The evaluation :func:`register_slice_corruption` would give; registers and logs nothing.
+
+    Loads ``base_uri``, applies the same :class:`SliceCorruption` in memory and scores it on
+    ``eval_path`` (the evaluation document of :func:`scripts.mlops.evaluate.evaluate_file`).
+    Try as many segments and fractions as you like; register only the one you choose.
+    """
+    import mlflow
+
+    from .. import evaluate, registry
+    from .wrappers import SliceCorruption
+
+    registry.check_model_uri(base_uri)
+    model = SliceCorruption(slice_name, fraction, seed)
+    model._base = mlflow.pyfunc.load_model(base_uri)
+
+    class _InMemory:
+        def predict(self, frame: Any) -> Any:
+            return model.predict(None, frame)
+
+    return evaluate.evaluate_file(_InMemory(), eval_path)
+
+
 def register_label_noise(
     train_path: str | Path,
     eval_path: str | Path,
