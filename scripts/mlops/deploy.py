@@ -273,20 +273,22 @@ def _tool(name: str) -> str:
     return found
 
 
-def _actionlint(path: Path) -> list[Finding]:
-    result = subprocess.run(
-        [_tool("actionlint"), "-no-color", "-format", "{{json .}}", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _linter(tool: str, *args: str) -> list[dict[str, Any]] | Finding:
+    """Run a linter that prints its findings as a JSON list; the list, or a Finding saying why not."""
+    result = subprocess.run([_tool(tool), *args], capture_output=True, text=True, timeout=120, check=False)
     try:
         reported = json.loads(result.stdout or "[]")
     except ValueError:
         reported = None
     if not isinstance(reported, list):
-        return [Finding("actionlint", "error", (result.stderr or result.stdout).strip()[-500:])]
+        return Finding(tool, "error", (result.stderr or result.stdout).strip()[-500:])
+    return [item for item in reported if isinstance(item, dict)]
+
+
+def _actionlint(path: Path) -> list[Finding]:
+    reported = _linter("actionlint", "-no-color", "-format", "{{json .}}", str(path))
+    if isinstance(reported, Finding):
+        return [reported]
     return [
         Finding("actionlint", str(item.get("kind", "?")), f"line {item.get('line')}: {item.get('message', '')}")
         for item in reported
@@ -294,19 +296,9 @@ def _actionlint(path: Path) -> list[Finding]:
 
 
 def _zizmor(path: Path) -> list[Finding]:
-    result = subprocess.run(
-        [_tool("zizmor"), "--offline", "--persona", "pedantic", "--no-progress", "--format", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    try:
-        reported = json.loads(result.stdout or "[]")
-    except ValueError:
-        reported = None
-    if not isinstance(reported, list):
-        return [Finding("zizmor", "error", (result.stderr or result.stdout).strip()[-500:])]
+    reported = _linter("zizmor", "--offline", "--persona", "pedantic", "--no-progress", "--format", "json", str(path))
+    if isinstance(reported, Finding):
+        return [reported]
     return [Finding("zizmor", str(item.get("ident", "?")), str(item.get("desc", "")).strip()) for item in reported]
 
 
