@@ -3,13 +3,17 @@
 On a production registry built by the baseline recipe, with a clean candidate (the production
 model inside an identity wrapper, version 2), this times:
 
-* **runner**: ``ci_local.run_workflow`` on ``.github/workflows/deploy-gate.yml`` (both jobs);
+* **runner, cold**: ``ci_local.run_workflow(..., warm=False)`` on
+  ``.github/workflows/deploy-gate.yml`` (both jobs), a fresh ``python`` per step as on GitHub;
+* **runner, warm**: the same with each step forked from a warm interpreter
+  (:mod:`scripts.mlops.warm`, the default); the fork server is started once before the runs
+  and its start-up is reported on its own line;
 * **by hand**: the same seven ``python -m scripts.mlops ...`` commands typed one after another
   in a shell, each timed, summed.
 
-Runs alternate (hand, runner) ``--repeats`` times; every run releases a new semver into a
-fresh releases folder, so each one does the same work. The difference of the medians is the
-runner's overhead (target < 10 %); since a shared machine makes runs vary by tens of percent,
+Runs alternate (hand, cold, warm) ``--repeats`` times; every run releases a new semver into a
+fresh releases folder, so each one does the same work. The difference of the cold runner's and
+the hand median is the runner's overhead (target < 10 %); since a shared machine makes runs vary by tens of percent,
 it also reports, within each runner run, wall time against the sum of its step processes. Prints a table and writes ``bench/results/ci.json``::
 
     .venv/bin/python bench/bench_ci.py [--repeats 3]
@@ -29,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.mlops import baseline_refresh, ci_local, inject
+from scripts.mlops import baseline_refresh, ci_local, inject, warm
 from scripts.mlops.inject.wrappers import WrappedModel
 from scripts.mlops.workspace import open_workspace
 
@@ -78,21 +82,26 @@ def main() -> int:
         version = inject.register_wrapper(WrappedModel(), f"models:/{MODEL}/1", register=MODEL,
                                           run_name="bench-ci-clean")
         tracking = f"sqlite:///{ws.db.resolve()}"
-        runner_times, hand_times, hand_steps, inside = [], [], [], []
+        start = time.perf_counter()
+        warm.run_module(["scripts.mlops", "--help"], env=dict(os.environ), cwd=str(REPO), on_output=lambda _: None)
+        warm_start = time.perf_counter() - start
+        runner_times, warm_times, hand_times, hand_steps, inside = [], [], [], [], []
         for repeat in range(args.repeats):
-            for mode in ("hand", "runner"):
-                semver = f"v2.{repeat}.{0 if mode == 'hand' else 1}"
+            for mode in ("hand", "runner", "warm"):
+                semver = f"v2.{repeat}.{('hand', 'runner', 'warm').index(mode)}"
                 candidate = scratch / f"candidate-{mode}-{repeat}.json"
                 candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": semver}))
                 releases = scratch / f"releases-{mode}-{repeat}"
-                if mode == "runner":
+                if mode in ("runner", "warm"):
                     start = time.perf_counter()
                     run = ci_local.run_workflow(
-                        WORKFLOW, repo=REPO, out=scratch / f"ci-{repeat}", stream=io.StringIO(),
+                        WORKFLOW, repo=REPO, out=scratch / f"ci-{mode}-{repeat}", stream=io.StringIO(),
                         variables={"MLFLOW_TRACKING_URI": tracking, "MLOPS_RELEASES_DIR": str(releases)},
-                        env={"CANDIDATE_FILE": str(candidate), "BASELINE_FILE": str(baseline)})
-                    runner_times.append(time.perf_counter() - start)
-                    inside.append(sum(step.seconds for job in run.jobs.values() for step in job.steps))
+                        env={"CANDIDATE_FILE": str(candidate), "BASELINE_FILE": str(baseline)},
+                        warm=mode == "warm")
+                    (runner_times if mode == "runner" else warm_times).append(time.perf_counter() - start)
+                    if mode == "runner":
+                        inside.append(sum(step.seconds for job in run.jobs.values() for step in job.steps))
                     if run.conclusion != "success":
                         raise SystemExit(f"the offline run failed: see {run.out}")
                 else:
@@ -106,7 +115,7 @@ def main() -> int:
                     steps = run_by_hand(hand_commands(version, semver), env)
                     hand_steps.append(steps)
                     hand_times.append(sum(steps))
-    runner, hand = statistics.median(runner_times), statistics.median(hand_times)
+    runner, hand, warm_median = (statistics.median(t) for t in (runner_times, hand_times, warm_times))
     overhead = (runner - hand) / hand
     # The same question asked inside each runner run (immune to the noise between runs): its
     # wall time against the time its own step processes took.
@@ -116,11 +125,15 @@ def main() -> int:
         "runner_s": [round(t, 3) for t in runner_times], "hand_s": [round(t, 3) for t in hand_times],
         "hand_steps_s": [[round(t, 3) for t in steps] for steps in hand_steps],
         "runner_median_s": round(runner, 3), "hand_median_s": round(hand, 3),
+        "warm_s": [round(t, 3) for t in warm_times], "warm_median_s": round(warm_median, 3),
+        "warm_server_start_s": round(warm_start, 3), "warm_vs_hand": round(warm_median / hand, 4),
         "overhead": round(overhead, 4), "runner_step_sums_s": [round(t, 3) for t in inside],
         "overhead_within_runner_runs": round(own, 4), "target_overhead": TARGET_OVERHEAD,
     }
     print(f"{'':28s}{'median':>9s}   runs")
-    print(f"{'offline runner (2 jobs)':28s}{runner:8.2f}s   {', '.join(f'{t:.2f}' for t in runner_times)}")
+    print(f"{'offline runner, cold':28s}{runner:8.2f}s   {', '.join(f'{t:.2f}' for t in runner_times)}")
+    print(f"{'offline runner, warm':28s}{warm_median:8.2f}s   {', '.join(f'{t:.2f}' for t in warm_times)}"
+          f"   ({warm_median / hand:.2f}x by hand; fork server ready in {warm_start:.2f} s, once)")
     print(f"{'7 commands by hand (sum)':28s}{hand:8.2f}s   {', '.join(f'{t:.2f}' for t in hand_times)}")
     print(f"runner overhead: {overhead:+.1%} between medians; {own:+.1%} within runner runs "
           f"(wall time vs its step processes); target < {TARGET_OVERHEAD:.0%}")

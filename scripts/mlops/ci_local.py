@@ -51,7 +51,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -541,6 +541,7 @@ class Runner:
     env_overrides: Mapping[str, str]
     label: str
     stream: TextIO
+    warm: bool = True
     pr_number: int = 1
 
     def say(self, text: str = "") -> None:
@@ -718,22 +719,26 @@ class Runner:
         step_env.update({key: interpolate(value, contexts) for key, value in (step.get("env") or {}).items()})
         self.say(f"  - {name}\n    $ {command}")
         started = time.perf_counter()
-        process = subprocess.Popen(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", command],
-            cwd=self.repo,
-            env=step_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        assert process.stdout is not None
-        printed: list[str] = []
-        for line in process.stdout:
-            printed.append(line)
-            self.say("    | " + line.rstrip("\n"))
-        result.exit_code = process.wait()
-        result.output = "".join(printed)[-MAX_STEP_OUTPUT:]
+        printed = _Lines(lambda line: self.say("    | " + line))
+        from . import warm
+
+        argv = _expand(command, step_env, self.repo) if self.warm and warm.fits(step_env) else None
+        if argv is not None:
+            result.exit_code = warm.run_module(argv, env=step_env, cwd=str(self.repo), on_output=printed.feed)
+        else:
+            process = subprocess.Popen(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", command],
+                cwd=self.repo,
+                env=step_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            assert process.stdout is not None
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                printed.feed(chunk)
+            result.exit_code = process.wait()
+        result.output = printed.close()[-MAX_STEP_OUTPUT:]
         result.seconds = time.perf_counter() - started
         result.outputs = parse_key_values(output_file.read_text())
         exported = parse_key_values(env_file.read_text())
@@ -745,6 +750,63 @@ class Runner:
         return result
 
 
+class _Lines:
+    """Collects a step's output bytes and hands each complete line to ``say`` as it arrives."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.pending = b""
+        self.lines: list[str] = []
+
+    def feed(self, chunk: bytes) -> None:
+        *complete, self.pending = (self.pending + chunk).split(b"\n")
+        for raw in complete:
+            self._emit(raw)
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        self.lines.append(line + "\n")
+        self.say(line)
+
+    def close(self) -> str:
+        """Everything printed, the last line included even without its newline."""
+        if self.pending:
+            self._emit(self.pending)
+            self.lines[-1] = self.lines[-1][:-1]
+            self.pending = b""
+        return "".join(self.lines)
+
+
+def _expand(command: str, env: Mapping[str, str], cwd: Path) -> list[str] | None:
+    """The ``-m MODULE ARGS...`` that bash would pass to ``python`` for ``command``, or None.
+
+    bash itself expands the words (quotes, ``$VARIABLES``), exactly as it would for the real
+    ``python``, by running the same line with ``printf`` in place of ``python``. None means "run
+    it in a fresh interpreter instead" (not a plain project command, or the expansion failed).
+    """
+    if not is_one_project_command(command):
+        return None
+    line = "printf '%s\\0' " + command[len("python ") :]
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", line],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    words = done.stdout.decode("utf-8", errors="surrogateescape").split("\0")[:-1]
+    if done.returncode != 0 or len(words) < 2 or words[0] != "-m":
+        return None
+    return words[1:]
+
+
+def warm_up() -> None:
+    """Start, in the background, the warm interpreter that steps fork from (:mod:`.warm`)."""
+    from . import warm
+
+    warm.warm_up()
+
+
 def run_workflow(
     workflow: str | Path,
     *,
@@ -754,13 +816,19 @@ def run_workflow(
     env: Mapping[str, str] | None = None,
     label: str = "deploy-candidate",
     stream: TextIO | None = None,
+    warm: bool | None = None,
 ) -> WorkflowRun:
     """Run ``workflow`` offline as if a pull request had just been given ``label``.
 
     ``repo`` is the checkout (steps run there); ``out`` the emulation folder (emptied first);
     ``variables`` the repository variables (``vars.NAME``); ``env`` overrides workflow-level
-    ``env:`` values, as if the workflow file had set them.
+    ``env:`` values, as if the workflow file had set them. ``warm`` runs each project command
+    in a process forked from a warm interpreter (:mod:`scripts.mlops.warm`: same commands, same
+    environment, without re-importing MLflow per step); False starts a fresh ``python`` per step,
+    as GitHub does; None (the default) is warm unless ``MLOPS_COLD=1``.
     """
+    from . import warm as warm_module
+
     runner = Runner(
         Path(workflow).resolve(),
         Path(repo).resolve(),
@@ -769,5 +837,6 @@ def run_workflow(
         dict(env or {}),
         label,
         stream or sys.stdout,
+        warm_module.enabled() if warm is None else warm,
     )
     return runner.run()

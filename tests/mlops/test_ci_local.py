@@ -313,3 +313,20 @@ def test_two_gates_releasing_the_same_semver_at_once_stay_consistent(
     lines = release.index_lines(variables["MLOPS_RELEASES_DIR"])
     assert len(lines) == lines_before + 1 and lines[-1]["semver"] == "v3.0.0" and lines[-1]["version"] == won[0]
     assert registry.current_version(MODEL, "production") == won[0]
+
+
+@pytest.mark.slow
+def test_a_step_forked_from_the_warm_interpreter_does_what_a_fresh_one_does(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The red run, once with a fresh interpreter per step and once warm: the same steps, same everything."""
+    seen = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("MLOPS_COLD", mode)
+        status, run, out = _gate(prod, tmp_path, capsys, version=candidates["regressed"], semver="v1.9.0")
+        steps = [{key: step[key] for key in ("name", "outcome", "exit_code", "output", "outputs", "exported")}
+                 for job in run["jobs"].values() for step in job["steps"]]
+        seen[mode] = (status, run["conclusion"], steps, (out / "pr-comment.md").read_text(),
+                      (out / "gate" / "summary.md").read_text())
+    assert seen["1"][0] == 2 and "enterprise" in seen["1"][3]  # the regression was refused, with its table
+    assert seen["0"] == seen["1"]

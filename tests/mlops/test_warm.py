@@ -1,0 +1,105 @@
+"""The warm interpreter: a forked child behaves like ``python -m`` in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.mlops import warm
+
+PROBE = """
+import os, random, sys, tempfile
+print("argv", sys.argv[1:])
+print("cwd", os.getcwd())
+print("path0", sys.path[0])
+print("env", os.environ.get("PROBE_VALUE"), "PARENT_ONLY" in os.environ)
+print("tmp", tempfile.gettempdir())
+print("random", random.random())
+print("to stderr", file=sys.stderr)
+mode = sys.argv[1] if len(sys.argv) > 1 else ""
+if mode == "raise":
+    raise RuntimeError("boom from the probe")
+if mode == "kill":
+    os.kill(os.getpid(), 9)
+if mode == "text":
+    sys.exit("a message instead of a status")
+sys.exit(int(mode or 0))
+"""
+
+
+def _run(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
+    (tmp_path / "probe_module.py").write_text(PROBE)
+    printed: list[bytes] = []
+    code = warm.run_module(["probe_module", *args], env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), **env},
+                           cwd=str(tmp_path), on_output=printed.append)
+    return code, b"".join(printed).decode()
+
+
+@pytest.fixture(autouse=True)
+def _only_the_parent_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARENT_ONLY", "1")
+
+
+def test_the_child_gets_the_steps_environment_folder_and_arguments(tmp_path: Path) -> None:
+    code, printed = _run(tmp_path, "7", "--flag", PROBE_VALUE="from the step")
+    assert code == 7
+    lines = printed.splitlines()
+    assert "argv ['7', '--flag']" in lines
+    assert f"cwd {tmp_path}" in lines and f"path0 {tmp_path}" in lines
+    assert "env from the step False" in lines  # replaced, not merged with the parent's environment
+    assert f"tmp {tmp_path}" in lines  # TMPDIR is read again
+    assert "to stderr" in lines  # standard error is collected with standard output
+
+
+def test_exit_statuses_are_the_interpreters(tmp_path: Path) -> None:
+    code, printed = _run(tmp_path, "raise")
+    assert code == 1 and "RuntimeError: boom from the probe" in printed and "Traceback" in printed
+    code, printed = _run(tmp_path, "text")
+    assert code == 1 and "a message instead of a status" in printed
+    code, _ = _run(tmp_path, "kill")
+    assert code == 128 + 9
+    assert _run(tmp_path)[0] == 0
+
+
+def test_each_child_draws_its_own_random_numbers(tmp_path: Path) -> None:
+    draws = {next(line for line in _run(tmp_path)[1].splitlines() if line.startswith("random")) for _ in range(3)}
+    assert len(draws) == 3
+
+
+def test_startup_variables_that_differ_need_a_fresh_interpreter() -> None:
+    assert warm.fits(dict(os.environ))
+    assert not warm.fits({**os.environ, "PYTHONPATH": "/somewhere/else"})
+    assert not warm.fits({**os.environ, "OMP_NUM_THREADS": "7"})
+    assert warm.fits({**os.environ, "PYTHONUNBUFFERED": "1", "ANYTHING_ELSE": "x"})
+
+
+def test_mlops_cold_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_COLD", "1")
+    assert not warm.enabled()
+    monkeypatch.setenv("MLOPS_COLD", "0")
+    assert warm.enabled() == (sys.platform != "win32")
+
+
+def test_the_warm_interpreter_stops_with_its_parent(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    script = (
+        "import os\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
+        "warm.run_module(['scripts.mlops', '--help'], env=dict(os.environ), cwd=os.getcwd(), on_output=lambda b: None)\n"
+        "print(forkserver._forkserver._forkserver_pid)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    pid = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    pytest.fail(f"the fork server {pid} outlived its parent by 10 s")
