@@ -2,16 +2,18 @@
 
 Only imports: nothing here opens a store, reads the environment or starts a thread (a process
 that forks must be single-threaded). The list is what the deploy gate's commands load lazily.
+skops comes first: its import searches every loaded module (see ``cli.common.import_skops_first``).
 """
+# ruff: noqa: F401, I001 - imported for their side effect, in this order on purpose
 
-import mlflow  # noqa: F401
-import mlflow.pyfunc  # noqa: F401
-import mlflow.sklearn  # noqa: F401
-import pandas  # noqa: F401
-import sklearn.ensemble  # noqa: F401
-import sklearn.pipeline  # noqa: F401
-import skops.io  # noqa: F401
-from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as _RegistryStore  # noqa: F401
-from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingStore  # noqa: F401
+import skops.io
+import sklearn.ensemble
+import sklearn.pipeline
+import pandas
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as _RegistryStore
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingStore
 
-from . import cli, compare_baseline, data, evaluate, gate, registry, release, train, workspace  # noqa: F401
+from . import cli, compare_baseline, data, evaluate, gate, registry, release, train, workspace

@@ -16,6 +16,7 @@ Three data files are produced, each byte-for-byte reproducible from its seed:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,21 +166,28 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def write_datasets(folder: str | Path) -> dict[str, Path]:
+def write_datasets(folder: str | Path, batches: Sequence[str] = tuple(FILENAMES)) -> dict[str, Path]:
     """Write ``churn_v1.csv``, ``churn_v2.csv`` and ``churn_eval.csv`` into ``folder``.
 
     Files that already exist with the right content are left alone. Returns the paths by
-    batch name (``"v1"``, ``"v2"``, ``"eval"``).
+    batch name (``"v1"``, ``"v2"``, ``"eval"``); ``batches`` writes only those.
     """
     folder = Path(folder)
     paths: dict[str, Path] = {}
+    unknown = sorted(set(batches) - set(FILENAMES))
+    if unknown:
+        raise DataError(f"no batch named {unknown}", f"choose from {sorted(FILENAMES)}.")
     for name, filename in FILENAMES.items():
+        if name not in batches:
+            continue
         path = folder / filename
         frame = generate(name)
         expected = frame.to_csv(index=False, lineterminator="\n", float_format="%.2f").encode()
         if not path.exists() or path.read_bytes() != expected:
             write_csv(frame, path)
         paths[name] = path
+    if "eval" not in paths:
+        return paths
     found = fingerprint(paths["eval"])
     if found != FROZEN_EVAL_SHA256:
         raise DataError(

@@ -340,13 +340,18 @@ def check_model_uri(uri: str) -> None:
         require_model(ref.name)
 
 
-def load_model(uri: str) -> Any:
-    """``mlflow.pyfunc.load_model(uri)``, with errors that say what exists and what to do."""
+def load_model(uri: str, *, check_environment: bool = True) -> Any:
+    """``mlflow.pyfunc.load_model(uri)``, with errors that say what exists and what to do.
+
+    ``check_environment=False`` skips MLflow's comparison of the model's pinned requirements
+    with the installed packages (a warning, and a scan of every installed distribution): for a
+    caller that checks the environment itself, as ``audit`` does.
+    """
     import mlflow
 
     check_model_uri(uri)
     try:
-        return mlflow.pyfunc.load_model(uri)
+        return mlflow.pyfunc.load_model(uri, suppress_warnings=not check_environment)
     except Exception as exc:  # noqa: BLE001 - a missing run, path or artifact
         raise RegistryError(
             f"cannot load the model {uri!r}: {_first_line(exc)}",

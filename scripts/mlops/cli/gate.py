@@ -15,10 +15,11 @@ from ..gate.checks import (
     DEFAULT_TOLERANCE,
     MAX_LATENCY_CALLS,
 )
-from .common import open_cli_workspace
+from .common import import_skops_first, open_cli_workspace
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    import_skops_first()
     from .. import evaluate, gate
 
     baseline = gate.load_evaluation(args.baseline, "baseline")

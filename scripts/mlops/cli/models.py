@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .common import bounded_text, open_cli_workspace, positive_int
+from .common import bounded_text, import_skops_first, open_cli_workspace, positive_int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -39,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import_skops_first()
     from .. import evaluate, registry
 
     open_cli_workspace(args)

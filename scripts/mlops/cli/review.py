@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_OK, EXIT_REFUSED
-from .common import open_cli_workspace, positive_int
+from .common import import_skops_first, open_cli_workspace, positive_int
 
 
 def cmd_bundle_cut(args: argparse.Namespace) -> int:
@@ -31,6 +31,7 @@ def cmd_bundle_cut(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    import_skops_first()
     from ..audit import audit
     from ..files import write_atomic
 
