@@ -57,7 +57,7 @@ book: $(STAMP)
 # Static checks first (seconds), then two workers: notebooks (nbval) and the grader's batches
 # keep both cores busy.
 test: $(STAMP) lint | bubblewrap
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scripts tests bench

@@ -9,6 +9,10 @@ terminate, then kill after a grace period, also when the body raises or start-up
 failed start raises :class:`~scripts.mlops.errors.MlopsError` with the end of the server's
 stderr.
 
+The child is forked from the warm interpreter of :mod:`scripts.mlops.warm` (MLflow, skops and
+FastAPI imported once per notebook or test run), or is a fresh interpreter when ``MLOPS_COLD=1``,
+another ``python`` is asked for, or the environment sets start-up variables differently.
+
 The child uses the caller's MLflow tracking and registry URIs (relative ``sqlite:///``
 paths are made absolute), so it serves from the same registry the notebook just wrote to.
 As a safety net for notebook kernels, servers still running when Python exits are stopped
@@ -31,9 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import warm
 from .errors import MlopsError
 
 HOST = "127.0.0.1"
+#: A server process: a fresh interpreter, or a child of the warm one (:mod:`scripts.mlops.warm`).
+Process = subprocess.Popen[bytes] | warm.WarmProcess
 _POLL = 0.05
 
 
@@ -46,7 +53,7 @@ class RunningServer:
     url: str
     port: int
     version: int
-    process: subprocess.Popen[bytes]
+    process: Process
     _finalizer: Any = field(default=None, repr=False)
 
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
@@ -74,7 +81,7 @@ class RunningServer:
         return _stop(self.process, grace)
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
+def _stop(process: Process, grace: float = 5.0) -> int | None:
     if process.poll() is None:
         try:
             process.terminate()
@@ -144,7 +151,7 @@ class _Launch:
     model: str
     alias: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: Process
     logs: Path
     finalizer: Any
 
@@ -175,18 +182,30 @@ def _launch(
     command += ["serve", "--model", model, "--alias", alias, "--fd", str(sock.fileno())]
 
     logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    process: Process
     try:
         with (logs / "stdout.log").open("wb") as out, (logs / "stderr.log").open("wb") as err:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=str(cwd) if cwd is not None else None,
-                env=child_env,
-                pass_fds=(sock.fileno(),),
-                preexec_fn=_death_signal_hook(),
-            )
+            if python == sys.executable and warm.enabled() and warm.fits(child_env):
+                # Forked from the warm interpreter: MLflow, skops and FastAPI are imported already.
+                process = warm.start(
+                    [*command[2:-1], "{fd}"],
+                    env=child_env,
+                    cwd=str(cwd) if cwd is not None else os.getcwd(),
+                    output=out.name,
+                    errors=err.name,
+                    sock=sock,
+                )
+            else:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=str(cwd) if cwd is not None else None,
+                    env=child_env,
+                    pass_fds=(sock.fileno(),),
+                    preexec_fn=_death_signal_hook(),
+                )
     finally:
         sock.close()  # the child holds its own copy of the listening socket
     # Safety net: stop the server when Python exits without stop() (e.g. a notebook kernel).

@@ -29,12 +29,19 @@ import multiprocessing
 import os
 import random
 import runpy
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 
 #: What the fork server imports before it forks anything: the project's commands and the
 #: libraries they load lazily (importing these in a fresh interpreter is the cost saved).
@@ -89,19 +96,95 @@ def warm_up() -> None:
         from multiprocessing import forkserver
 
         context()
-        forkserver.ensure_running()
+        with _main_hidden():
+            forkserver.ensure_running()
 
 
-def _child(argv: list[str], env: dict[str, str], cwd: str, out: Connection) -> None:
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide the caller's ``__main__`` from multiprocessing while it starts a child.
+
+    multiprocessing re-runs the parent's main script in every child it starts this way (which
+    is why its documentation asks for ``if __name__ == "__main__":``). A child here runs a
+    project command, never the caller's script, so it is given an empty main module instead.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _die_with_parent() -> None:
+    """On Linux: SIGTERM this process when its parent (the fork server) exits.
+
+    The fork server exits as soon as the process that started it does, so a child never
+    outlives the notebook kernel or test run it belongs to.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+
+
+def _let_go_of_the_fork_server() -> None:
+    """Close this child's copy of the descriptor that keeps the fork server alive.
+
+    multiprocessing gives each child of its fork server the parent's end of the pipe whose
+    closing tells the fork server to exit (so that the child could start processes of its
+    own). A long-lived child, such as a model server, would then keep the fork server, and so
+    itself, alive after the notebook or test that started it has died.
+    """
+    from multiprocessing import forkserver
+
+    state = getattr(forkserver, "_forkserver", None)
+    fd = getattr(state, "_forkserver_alive_fd", None)
+    if state is not None and isinstance(fd, int):
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover - already closed
+            pass
+        state._forkserver_alive_fd = None
+
+
+def _target_fd(target: Connection | str) -> int:
+    if isinstance(target, str):
+        return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return target.fileno()
+
+
+def _child(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    output: Connection | str,
+    errors: Connection | str | None,
+    sock: socket.socket | None,
+) -> None:
     """Body of the forked child: become ``python -m <argv[0]> <argv[1:]>`` and exit with its status."""
+    _let_go_of_the_fork_server()
+    _die_with_parent()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.dup2(out.fileno(), 1)
-    os.dup2(out.fileno(), 2)
-    out.close()
+    out_fd = _target_fd(output)
+    err_fd = out_fd if errors is None else _target_fd(errors)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    for target, fd in ((output, out_fd), (errors, err_fd)):
+        if isinstance(target, Connection):
+            target.close()
+        elif isinstance(target, str):
+            os.close(fd)
     for stream in (sys.stdout, sys.stderr):  # PYTHONUNBUFFERED for what the command prints
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    if sock is not None:  # the command adopts the descriptor: this object must never close it
+        fd = sock.detach()
+        argv = [word.replace("{fd}", str(fd)) for word in argv]
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -136,6 +219,67 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, out: Connection) -> N
     os._exit(code)
 
 
+@dataclass
+class WarmProcess:
+    """A command running in a child of the warm interpreter: the part of :class:`subprocess.Popen`
+    that callers use (``pid``, ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``,
+    ``returncode``: negative ``-N`` when signal ``N`` ended it, as with Popen)."""
+
+    process: BaseProcess
+    args: list[str]
+    returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not self.process.is_alive():
+            self.returncode = self.process.exitcode
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def start(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    output: Connection | str,
+    errors: Connection | str | None = None,
+    sock: socket.socket | None = None,
+) -> WarmProcess:
+    """Start ``python -m argv[0] argv[1:]`` in a child forked from the warm interpreter.
+
+    ``output`` and ``errors`` take standard output and error: the writing end of a pipe, or a
+    file path (appended to); ``errors=None`` sends both to ``output``. ``sock``, a listening
+    socket, is handed over to the child, and ``{fd}`` in ``argv`` becomes its descriptor there.
+    The child is stopped (SIGTERM) if this process exits while it still runs.
+    """
+    ctx = context()
+    process = ctx.Process(target=_child, args=(list(argv), dict(env), cwd, output, errors, sock), daemon=True)
+    with _main_hidden():
+        process.start()
+    return WarmProcess(process, list(argv))
+
+
 def run_module(
     argv: Sequence[str],
     *,
@@ -143,30 +287,27 @@ def run_module(
     cwd: str,
     on_output: Callable[[bytes], None],
 ) -> int:
-    """Run ``python -m argv[0] argv[1:]`` in a child forked from the warm interpreter.
+    """Run ``python -m argv[0] argv[1:]`` in a child forked from the warm interpreter, to its end.
 
     ``on_output`` gets what the child prints (standard output and error, interleaved as
     written) as it arrives; the return value is the child's exit status (a signal ``N`` gives
     ``128 + N``, as a shell reports it).
     """
-    ctx = context()
-    reader, writer = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(list(argv), dict(env), cwd, writer), daemon=False)
+    reader, writer = context().Pipe(duplex=False)
+    child: WarmProcess | None = None
     try:
-        process.start()
+        child = start(argv, env=env, cwd=cwd, output=writer)
         writer.close()
         fd = reader.fileno()
         while chunk := os.read(fd, 65536):
             on_output(chunk)
-        process.join()
+        code = child.wait()
     except BaseException:
-        if process.is_alive():
-            process.kill()
-            process.join()
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
         raise
     finally:
         writer.close()
         reader.close()
-    code = process.exitcode
-    assert code is not None
     return 128 - code if code < 0 else code

@@ -282,3 +282,40 @@ def test_a_model_name_with_a_space_is_seen_ready(registry_ws: TrainedWorkspace) 
     with running_server("churn classifier", "staging") as server:
         assert server.health()["model"] == "churn classifier"
         assert server.version == 1
+
+
+_ORPHANING_PARENT = """
+import os, signal, sys
+from scripts.mlops import server
+started = server.start_server(sys.argv[1], sys.argv[2])
+print(type(started.process).__name__, started.process.pid, started.port, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind runs
+"""
+
+
+@pytest.mark.parametrize("cold", ["0", "1"], ids=["warm", "fresh"])
+def test_a_server_does_not_outlive_the_process_that_started_it(
+        registry_ws: TrainedWorkspace, monkeypatch: pytest.MonkeyPatch, cold: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("MLOPS_COLD", cold)
+    done = subprocess.run([sys.executable, "-c", _ORPHANING_PARENT, MODEL, "staging"], capture_output=True,
+                          text=True, timeout=180, env={**os.environ, **server_env()})
+    kind, pid, _port = done.stdout.split()
+    assert kind == ("Popen" if cold == "1" else "WarmProcess"), done.stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+            return
+        time.sleep(0.1)
+    os.kill(int(pid), 9)
+    pytest.fail(f"the server {pid} was still running 15 s after its parent was killed")
+
+
+def server_env() -> dict[str, str]:
+    from scripts.mlops.server import child_tracking_env
+
+    return child_tracking_env()
