@@ -478,3 +478,66 @@ def test_class_report_renders_offline_and_escapes_names(servers: dict[str, Serve
         assert response.ok and "# Feedback" in response.text(), link
     _shot(page, "class-report")
     visit.assert_clean()
+
+
+# --- accessibility -------------------------------------------------------------------------------
+
+# axe-core's rules, run inside the page (axe.min.js as shipped by the pinned axe-playwright-python
+# wheel; axe-core is MPL-2.0). Structure on one page of every type; colour contrast, the costly
+# rule (seconds per long page), on pages that hold every kind of text: prose, code, math, tables.
+AXE_STRUCTURE = [
+    "heading-order",
+    "empty-heading",
+    "page-has-heading-one",
+    "image-alt",
+    "document-title",
+    "html-has-lang",
+    "link-name",
+    "button-name",
+    "label",
+]
+A11Y_PAGES = {
+    "student": {
+        "book/index.html": True,
+        "book/02-quality-gates.html": True,
+        "labs/00-first-model.html": False,
+        "search.html": False,
+    },
+    "instructors": {
+        "solutions/00-first-model.html": False,
+        "_instructors/grading.html": False,
+        "book/instructors.html": False,
+    },
+    "report": {"report.html": True},
+}
+
+
+def _axe(page: Any, rules: list[str]) -> list[dict[str, Any]]:
+    import axe_playwright_python
+
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate((Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text(encoding="utf-8"))
+    return page.evaluate(
+        """async rules => (await axe.run(document, {runOnly: {type: 'rule', values: rules}})).violations
+            .map(v => ({rule: v.id, help: v.help, where: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""",
+        rules,
+    )
+
+
+@pytest.mark.parametrize("site", ["student", "instructors", "report"])
+def test_pages_pass_axe_heading_order_alt_text_and_contrast(
+    servers: dict[str, Served], browser: Any, site: str
+) -> None:
+    context = browser.new_context(bypass_csp=True)  # the report's CSP forbids the injected script
+    try:
+        context.route(NOT_LOCAL, lambda route: route.abort("blockedbyclient"))
+        page = context.new_page()
+        found = {}
+        for relative, contrast in A11Y_PAGES[site].items():
+            page.goto(servers[site].url + relative)
+            violations = _axe(page, AXE_STRUCTURE + (["color-contrast"] if contrast else []))
+            if violations:
+                found[relative] = violations
+        assert not found, json.dumps(found, indent=1)
+    finally:
+        context.close()
