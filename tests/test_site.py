@@ -390,12 +390,35 @@ SHOT_TYPES = {
 }
 
 
+def _download(visit: Visit, page: Any, relative: str, *, click: bool) -> None:
+    """The page's download button serves its notebook: valid, a lab's with stubs, a solution's with solutions."""
+    page.click("button[aria-label='Download this page']")
+    button = page.locator("a.btn-download-source-button")
+    assert button.is_visible() and (button.get_attribute("href") or "").endswith(".ipynb"), relative
+    if click:  # the button itself, in the browser: it opens the notebook in a new tab
+        with visit.context.expect_event("response", lambda r: r.url.endswith(".ipynb")) as answered:
+            with visit.context.expect_page() as opened:
+                button.click()
+        body = answered.value.body()
+        opened.value.close()
+    else:  # the address the button holds, fetched by the browser's request context (faster)
+        response = page.request.get(button.evaluate("a => a.href"))
+        assert response.ok, relative
+        body = response.body()
+    notebook = nbformat.reads(body.decode("utf-8"), as_version=4)
+    nbformat.validate(notebook)
+    text = "\n".join(cell.source for cell in notebook.cells)
+    assert ("BEGIN SOLUTION" in text) == relative.startswith("solutions/"), relative
+    if relative.startswith("labs/"):
+        assert "is not done yet" in text, relative
+
+
 @pytest.mark.parametrize("edition", ["student", "instructors"])
-def test_every_page_loads_offline_with_no_console_error(
+def test_every_page_loads_offline_with_no_console_error_and_download_buttons_work(
     sites: dict[str, Path], servers: dict[str, Served], visit: Visit, edition: str
 ) -> None:
     root = sites[edition]
-    images = 0
+    images = downloads = 0
     page = visit.context.new_page()  # one tab, page after page: a new tab per page costs more
     for path in sorted(p for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts):
         relative = path.relative_to(root).as_posix()
@@ -407,7 +430,12 @@ def test_every_page_loads_offline_with_no_console_error(
         images += page.evaluate("document.images.length")
         if relative in SHOT_TYPES[edition]:
             _shot(page, f"{edition}-{SHOT_TYPES[edition][relative]}")
+        # Each lab's (and in the instructor edition each solution's) download button, on the way.
+        if relative.startswith("solutions/" if edition == "instructors" else "labs/"):
+            _download(visit, page, relative, click=not downloads)
+            downloads += 1
         visit.assert_clean()
+    assert downloads == len(LABS), "a download button was checked on every lab (solution) page"
     assert edition == "student" or images > 0, "the solutions' figures are on the instructor pages"
 
 
@@ -432,37 +460,6 @@ def test_search_for_alias_finds_lab_01(servers: dict[str, Served], visit: Visit)
     page.wait_for_selector("#search-results ul.search li", timeout=20_000)
     found = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.href)")
     assert any("labs/01-staging-vs-production.html" in link for link in found), found
-    visit.assert_clean()
-
-
-@pytest.mark.parametrize("edition", ["student", "instructors"])
-def test_download_buttons_serve_notebooks(
-    servers: dict[str, Served], visit: Visit, tmp_path: Path, edition: str
-) -> None:
-    # The instructor edition's lab pages are the student edition's; its own are the solutions.
-    pages = [f"{'solutions' if edition == 'instructors' else 'labs'}/{lab}.html" for lab in LABS]
-    page = visit.context.new_page()
-    for index, relative in enumerate(pages):
-        visit.open(servers[edition].url + relative, page=page)
-        page.click("button[aria-label='Download this page']")
-        button = page.locator("a.btn-download-source-button")
-        assert button.is_visible() and (button.get_attribute("href") or "").endswith(".ipynb"), relative
-        if index == 0:  # the first one is clicked; the others are fetched from the button's address
-            with visit.context.expect_event("response", lambda r: r.url.endswith(".ipynb")) as answered:
-                with visit.context.expect_page() as opened:
-                    button.click()
-            body = answered.value.body()
-            opened.value.close()
-        else:
-            response = page.request.get(button.evaluate("a => a.href"))
-            assert response.ok, relative
-            body = response.body()
-        notebook = nbformat.reads(body.decode("utf-8"), as_version=4)
-        nbformat.validate(notebook)
-        text = "\n".join(cell.source for cell in notebook.cells)
-        assert ("BEGIN SOLUTION" in text) == relative.startswith("solutions/"), relative
-        if relative.startswith("labs/"):
-            assert "is not done yet" in text, relative
     visit.assert_clean()
 
 
