@@ -130,7 +130,8 @@ def grading_page(labs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
 def instructor_toc(toc: dict[str, Any], solutions: list[str]) -> dict[str, Any]:
     """The student table of contents plus a part for the solutions, the grading page and the guide."""
     parts = [part for part in toc["parts"] if part.get("caption") != "For instructors"]
-    chapters = [{"file": GUIDE}, {"file": "_instructors/grading"}] + [{"file": s} for s in solutions]
+    chapters = [{"file": GUIDE}, {"file": "_instructors/grading"}]
+    chapters += [{"file": s, "title": f"Reference solution: Lab {Path(s).stem[:2]}"} for s in solutions]
     return {**toc, "parts": [*parts, {"caption": "For instructors", "chapters": chapters}]}
 
 

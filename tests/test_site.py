@@ -308,12 +308,13 @@ def servers(sites: dict[str, Path], class_report: Path) -> Iterator[dict[str, Se
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
+    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    if not executable:
         pytest.fail("the browser tests need chromium: install the Debian package 'chromium' (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
