@@ -539,3 +539,34 @@ def test_pages_pass_axe_heading_order_alt_text_and_contrast(
         assert not found, json.dumps(found, indent=1)
     finally:
         context.close()
+
+
+PRINT_LAYOUT = """() => Object.fromEntries(Object.entries({header: '.bd-header', primary: '#pst-primary-sidebar',
+    secondary: '#pst-secondary-sidebar', article: 'article.bd-article'}).map(([name, selector]) => {
+    const element = document.querySelector(selector);
+    return [name, element ? Math.round(element.getBoundingClientRect().width) : null]; }))"""
+
+
+@pytest.mark.parametrize(
+    ("site", "relative"),
+    [
+        ("student", "book/02-quality-gates.html"),
+        ("student", "labs/00-first-model.html"),
+        ("instructors", "solutions/00-first-model.html"),
+    ],
+)
+def test_pages_print_without_navigation_and_with_their_math(
+    servers: dict[str, Served], visit: Visit, site: str, relative: str
+) -> None:
+    page = visit.open(servers[site].url + relative)
+    if relative == "book/02-quality-gates.html":  # the formulas are typeset by the local MathJax
+        page.wait_for_selector("mjx-container", timeout=20_000)
+    page.emulate_media(media="print")
+    layout = page.evaluate(PRINT_LAYOUT)
+    assert layout["header"] == layout["primary"] == layout["secondary"] == 0, f"navigation printed: {layout}"
+    assert layout["article"] >= 0.7 * page.viewport_size["width"], f"the text gets the page's width: {layout}"
+    target = BUILD / "print" / (relative.replace("/", "-").removesuffix(".html") + ".pdf")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.pdf(path=str(target))
+    assert target.read_bytes()[:5] == b"%PDF-" and target.stat().st_size > 10_000
+    visit.assert_clean()
