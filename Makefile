@@ -15,11 +15,12 @@ export DO_NOT_TRACK := true
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv bubblewrap book test lint lab labs check grade baseline baseline-check bench clean clean-workspaces
+.PHONY: help venv bubblewrap chromium book book-instructors test lint lab labs check grade baseline baseline-check bench clean clean-workspaces
 
 help:
 	@echo "make book    build the book into _build/html (main job)"
 	@echo "make test    run every test (ruff and mypy first: make lint)"
+	@echo "make book-instructors   the instructor edition into _build/instructors/_build/html"
 	@echo "make lab     open the labs in JupyterLab"
 	@echo "make labs    regenerate labs/ and the grader's answer keys from solutions/"
 	@echo "make check LAB=00   score your lab notebook in a fresh kernel"
@@ -40,6 +41,17 @@ bubblewrap:
 	    echo "error: the grader's sandbox needs bubblewrap: install the package 'bubblewrap' (sudo apt-get install bubblewrap)" >&2; exit 1; \
 	  fi; }
 
+# The browser tests (tests/test_site_browser.py) drive Debian's chromium through Playwright (no
+# browser download). Root (CI) gets it from apt; elsewhere this only says so, and those tests
+# fail naming the package.
+chromium:
+	@command -v chromium > /dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
+	  else \
+	    echo "note: the browser tests need chromium: install the package 'chromium' (sudo apt-get install chromium)" >&2; \
+	  fi; }
+
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -54,9 +66,18 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
+# The instructor edition: the student book plus the reference solutions (their stored outputs,
+# nothing is executed), the grading manifests as tables and the authoring guide. Its config and
+# toc are generated into _instructors/ (git-ignored); the site has its own cache and folder.
+book-instructors: $(STAMP)
+	$(PY) -m scripts.book_editions > /dev/null
+	$(VENV)/bin/jupyter-book build . --config _instructors/_config.yml --toc _instructors/_toc.yml \
+	  --path-output _build/instructors -W -n --keep-going
+	@echo "Instructor edition: $(CURDIR)/_build/instructors/_build/html/index.html"
+
 # Static checks first (seconds), then two workers: notebooks (nbval) and the grader's batches
 # keep both cores busy.
-test: $(STAMP) lint | bubblewrap
+test: $(STAMP) lint | bubblewrap chromium
 	$(PY) -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -90,4 +111,4 @@ clean-workspaces:
 	rm -rf labs/.mlops solutions/.mlops .mlops
 
 clean: clean-workspaces
-	rm -rf _build
+	rm -rf _build _instructors

@@ -4,7 +4,8 @@ Measures, on this machine:
 
 * each reference notebook executed end to end in a fresh kernel (median of 3), next to a
   floor: a notebook whose only cell imports ``scripts.mlops`` and MLflow;
-* ``jupyter-book build`` cold (empty output folder) and warm (same folder again);
+* ``jupyter-book build`` cold (empty output folder) and warm (same folder again), for the student
+  and the instructor edition, and the wall time of ``tests/test_site.py`` (builds + browser);
 * ``make test`` (skip with ``--skip-tests``);
 * then every other ``bench/bench_*.py`` script.
 
@@ -15,6 +16,7 @@ depend on the machine; compare them with the targets in the issue tracker.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import shutil
@@ -68,12 +70,29 @@ def bench_notebooks(repeats: int) -> dict[str, dict[str, float]]:
 
 
 def bench_book() -> dict[str, float]:
+    """Both editions, each cold (empty output folder) and warm (the same folder again)."""
     exe = str(Path(sys.executable).with_name("jupyter-book"))
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [exe, "build", str(REPO), "--path-output", scratch, "-W", "-n", "--keep-going", "-q"]
-        cold = _time(lambda: subprocess.run(command, check=True, capture_output=True))
-        warm = _time(lambda: subprocess.run(command, check=True, capture_output=True))
-    return {"cold_s": cold, "warm_s": warm}
+    subprocess.run([sys.executable, "-m", "scripts.book_editions"], cwd=REPO, check=True, capture_output=True)
+    editions = {
+        "": [],
+        "instructors_": ["--config", str(REPO / "_instructors/_config.yml"), "--toc", str(REPO / "_instructors/_toc.yml")],
+    }
+    times: dict[str, float] = {}
+    for prefix, extra in editions.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            command = [exe, "build", str(REPO), "--path-output", scratch, "-W", "-n", "--keep-going", "-q", *extra]
+            times[f"{prefix}cold_s"] = _time(functools.partial(subprocess.run, command, check=True, capture_output=True))
+            times[f"{prefix}warm_s"] = _time(functools.partial(subprocess.run, command, check=True, capture_output=True))
+    return times
+
+
+def bench_site() -> dict[str, float]:
+    """tests/test_site.py alone: its builds of both editions and the browser tests, wall time."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_site.py"], cwd=REPO, capture_output=True)
+    wall = time.perf_counter() - start
+    builds = json.loads((REPO / "_build/site-tests/timings.json").read_text()) if done.returncode == 0 else {}
+    return {"wall_s": wall, "exit_code": done.returncode, **{f"build_{k}_s": v for k, v in builds.items()}}
 
 
 def bench_tests() -> dict[str, float]:
@@ -98,6 +117,9 @@ def main() -> int:
         print(f"{name:32s} {entry['median_s']:10.2f}   {', '.join(f'{t:.2f}' for t in entry['runs'])}")
     report["book"] = book = bench_book()
     print(f"\njupyter-book build: cold {book['cold_s']:.1f} s, warm {book['warm_s']:.1f} s")
+    print(f"instructor edition: cold {book['instructors_cold_s']:.1f} s, warm {book['instructors_warm_s']:.1f} s")
+    report["site_tests"] = site = bench_site()
+    print(f"tests/test_site.py (builds + browser): {site['wall_s']:.1f} s (exit {site['exit_code']})")
     if not args.skip_tests:
         report["make_test"] = tests = bench_tests()
         print(f"make test: pytest {tests['pytest_s']:.1f} s (exit {tests['exit_code']})")

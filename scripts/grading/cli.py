@@ -56,6 +56,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     graded = sum(1 for row in rows if row.status == "ok")
     print(
         f"graded {len(rows)} submission(s) ({graded} ok, {len(rows) - graded} with a status): {Path(args.out) / 'gradebook.csv'}"
+        f", class report {Path(args.out) / 'report.html'}"
     )
     return 0
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("grade", help="grade submitted notebooks into a gradebook")
     p.add_argument("--lab", required=True, help="lab number, e.g. 00")
     p.add_argument("submissions", nargs="+", help=".ipynb files or folders of them")
-    p.add_argument("--out", required=True, help="folder for gradebook.csv, gradebook.json and feedback/")
+    p.add_argument("--out", required=True, help="folder for gradebook.csv, gradebook.json, report.html and feedback/")
     p.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded in parallel")
     p.add_argument("--private", help="folder with held-out checks (<lab notebook stem>.hidden.json)")
     p.add_argument(

@@ -10,7 +10,8 @@
    ``-j`` at a time, then reads the workspace's registry in a fresh process;
 4. judges the exported answers and facts against the trusted key (:mod:`.judge`) and writes
    ``OUT/results/<slug>.json`` at once, atomically (:mod:`.results`);
-5. rebuilds ``gradebook.csv``, ``gradebook.json`` and ``feedback/`` from all result files.
+5. rebuilds ``gradebook.csv``, ``gradebook.json``, ``feedback/`` and the class report
+   ``report.html`` (:mod:`.report`) from all result files.
 
 ``resume=True`` keeps every result whose file and lab are unchanged and grades the rest.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import judge, plan, results, sandbox, session
+from . import judge, plan, report, results, sandbox, session
 from .assign import MANIFESTS
 from .results import Row, cap
 
@@ -436,7 +437,7 @@ def grade(
 
 
 def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None) -> list[Row]:
-    """Gradebook and feedback from the result files (all of them, or those of ``slugs``)."""
+    """Gradebook, feedback and class report from the result files (all of them, or those of ``slugs``)."""
     stored = results.load(out / "results")
     rows = sorted(
         (row for name, row in stored.items() if slugs is None or name in slugs), key=lambda row: row.submission
@@ -447,6 +448,6 @@ def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None)
         shutil.rmtree(folder)
     folder.mkdir()
     for row in rows:
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", row.submission)
-        results.write_atomic(folder / f"{name}.md", feedback(row, manifest))
+        results.write_atomic(folder / report.feedback_name(row.submission), feedback(row, manifest))
+    report.write(out, rows, manifest)
     return rows

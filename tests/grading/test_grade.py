@@ -77,6 +77,26 @@ def test_gradebook_json_and_feedback_explain_the_scores(corpus: tuple[Path, Path
 
 
 @pytest.mark.slow
+def test_class_report_links_every_feedback_file_and_names_the_hardest_checks(corpus: tuple[Path, Path]) -> None:
+    import html
+    import re
+    from urllib.parse import unquote
+
+    _, out = corpus
+    text = (out / "report.html").read_text()
+    assert not list(out.glob(".report.html.*")), "written atomically: no temporary file left"
+    links = re.findall(r'href="([^"]+)"', text)
+    assert len(links) == len(CASES) and all((out / unquote(html.unescape(link))).is_file() for link in links)
+    for case in CASES:
+        assert html.escape(case.name) in text, case.name
+    assert "timeout" in text and "tampered" in text and "held-out" not in text.split("<h2>Checks")[0]
+    table = text.split("<h2>Checks, most failed first</h2>")[1].split("</table>")[0]
+    first = re.findall(r"<tr><td><code>.*?</tr>", table)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", first)
+    assert "low" in first and cells[-1].strip(), f"the most failed check comes first, with its hint: {first}"
+
+
+@pytest.mark.slow
 def test_two_runs_give_identical_gradebooks_with_j1_and_j2(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     folder, first = corpus
     subset = [folder / "partial.ipynb", folder / "corrupted.ipynb"]
