@@ -267,6 +267,11 @@ class TinyEvalNoise(Incident):
             out[label] = wilson_interval(right, len(frame))
         return out
 
+    def anti_repair(self, lab: Lab) -> None:
+        """Raise the tolerance until the tiny set passes (0.2: more than one row of nine)."""
+        settings = json.loads(self.config(lab).read_text())
+        self._configure(lab, **{**settings, "tolerance": 0.2})
+
     def repair(self, lab: Lab) -> None:
         from ..gate.checks import DEFAULT_MIN_SLICE_SIZE
 
@@ -321,16 +326,26 @@ class PortInUse(Incident):
         for process in lab.processes:
             process.poll()  # reap the stopped holder (a zombie still shows in /proc)
 
+    def anti_repair(self, lab: Lab) -> None:
+        """What ``pkill -f "mlflow server"`` does, confined to the lab's own processes: stop every match."""
+        from .. import procs
+
+        for process in lab.processes:
+            if "mlflow server" in procs.cmdline(process.pid):
+                procs.stop_pid(process.pid)
+                process.poll()
+
     def verify(self, lab: Lab) -> Verdict:
         from .. import procs
 
         if not procs.alive(lab.notes["bystander"]) or not procs.port_in_use(lab.notes["other_port"]):
             return Verdict(
-                False, f"the bystander process {lab.notes['bystander']} was stopped too: stop by pid, not name"
+                False, f"the bystander (pid {lab.notes['bystander']}) was stopped too: stop by pid, not by name"
             )
         if procs.port_in_use(lab.notes["port"]):
             owners = procs.port_owners(lab.notes["port"])
-            return Verdict(False, f"port {lab.notes['port']} is still in use by {owners or 'an unknown process'}")
+            held = ", ".join(str(owner) for owner in owners) or "an unknown process"
+            return Verdict(False, f"port {lab.notes['port']} is still in use by {held}")
         return Verdict(True, f"port {lab.notes['port']} is free; the other server (pid {lab.notes['bystander']}) runs")
 
     def doctor_options(self, lab: Lab) -> dict[str, Any]:
