@@ -234,6 +234,7 @@ class Incident:
     symptom: ClassVar[str]  # what to look for, in words; observe() shows the real thing
     cause: ClassVar[str]
     fix: ClassVar[str]
+    verification: ClassVar[str]  # what verify() checks, in words: how to know it is fixed
     anti_fix: ClassVar[str]
     doctor_check: ClassVar[str | None] = None
 
@@ -265,7 +266,7 @@ class Incident:
         """The troubleshooting row: symptom, cause, fix, anti-fix."""
         return (
             f"{self.title}\n  symptom:  {self.symptom}\n  cause:    {self.cause}\n  fix:      {self.fix}\n"
-            f"  anti-fix: {self.anti_fix}"
+            f"  verify:   {self.verification}\n  anti-fix: {self.anti_fix}"
         )
 
 
