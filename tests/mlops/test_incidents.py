@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from scripts.mlops import cli, data, doctor, procs
-from scripts.mlops.incidents import CATALOGUE, Lab, broken, by_name, normalise_labels, wilson_interval
+from scripts.mlops.incidents import CATALOGUE, Lab, attempt, broken, by_name, normalise_labels, wilson_interval
 from scripts.mlops.incidents.catalogue import GitPushRejected, GitRetagDidNotMove, LabelSpelling, TinyEvalNoise
 from tests.support import TrainedFactory, TrainedWorkspace
 
@@ -178,3 +178,35 @@ def test_wilson_intervals_explain_the_tiny_set() -> None:
 def test_normalising_maps_known_spellings_and_leaves_unknown_ones_for_validation() -> None:
     frame = pd.DataFrame({data.LABEL: [" Yes", "NO", "1", "churned", "maybe"]})
     assert normalise_labels(frame)[data.LABEL].tolist() == ["yes", "no", "yes", "yes", "maybe"]
+
+
+def test_attempt_checks_a_learners_fix_and_reports_its_error(lab_for: LabFactory) -> None:
+    """Lab 05's check cells: a fix function is verified before and after; an exception is reported, not raised."""
+    incident, lab = by_name("git_retag"), lab_for("git_retag")
+    good = attempt(incident, lab, incident.repair)
+    assert good.fixed and good.before is not None and not good.before and good.error is None
+    assert (good.doctor_before, good.doctor_after) == (None, None)  # doctor cannot see a tag from outside
+
+    def unfinished(lab: Lab) -> None:
+        raise NotImplementedError("Exercise 05.9 is not done yet")
+
+    bad = attempt(incident, lab, unfinished, verify_before=False)
+    assert not bad.fixed and bad.after is None and bad.before is None
+    assert bad.error == "NotImplementedError: Exercise 05.9 is not done yet"
+    assert "the fix raised NotImplementedError" in bad.summary()
+    assert not attempt(incident, lab, "not a function", verify_before=False).fixed  # type: ignore[arg-type]
+
+
+def test_the_port_anti_fix_passes_doctor_but_not_verify(lab_for: LabFactory) -> None:
+    """pkill -f, confined to the drill's processes: the port is free (doctor is content), the bystander is gone."""
+    incident, lab = by_name("port_in_use"), lab_for("port_in_use")
+    tried = attempt(incident, lab, incident.anti_repair, verify_before=False)
+    assert (tried.doctor_before, tried.doctor_after) == ("fail", "ok")
+    assert tried.after is not None and not tried.after and "bystander" in tried.after.detail
+    assert lab.processes == []
+
+
+def test_the_tolerance_anti_fix_is_refused(lab_for: LabFactory) -> None:
+    incident, lab = by_name("tiny_eval_noise"), lab_for("tiny_eval_noise")
+    tried = attempt(incident, lab, incident.anti_repair, verify_before=False)
+    assert tried.after is not None and "tolerance was raised to 0.2" in tried.after.detail and not tried.fixed

@@ -11,6 +11,11 @@ from ..errors import EXIT_OK
 def cmd_incidents(args: argparse.Namespace) -> int:
     from ..incidents import CATALOGUE, by_name
 
+    if args.markdown:
+        from ..incidents.page import reference_markdown
+
+        print(reference_markdown(), end="")
+        return EXIT_OK
     chosen = [by_name(args.name)] if args.name else list(CATALOGUE)
     for incident in chosen:
         seen = (
@@ -23,4 +28,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     p = commands.add_parser("incidents", help="list the troubleshooting incidents: symptom, cause, fix and anti-fix")
     p.add_argument("name", nargs="?", help="show only this incident")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the book's troubleshooting reference (book/_incidents.md)"
+    )
     p.set_defaults(func=cmd_incidents)

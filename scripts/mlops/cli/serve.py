@@ -9,8 +9,13 @@ from .common import open_cli_workspace, port
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..app import DEFAULT_HOST, preload_loader, serve
+    from ..app import DEFAULT_HOST, listening_socket, preload_loader, serve
 
+    if args.fd is None and args.port:
+        # Fail fast: a taken port is reported before the model's seconds-long load, not after.
+        # The probe socket is closed at once, so the port refuses connections while the model
+        # loads (clients see "connection refused", never a hang), and is bound again to serve.
+        listening_socket(args.host or DEFAULT_HOST, args.port).close()
     loader = preload_loader()
     open_cli_workspace(args)
     serve(args.model, args.alias, host=args.host or DEFAULT_HOST, port=args.port, fd=args.fd, preload=loader)

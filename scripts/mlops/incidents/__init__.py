@@ -9,12 +9,28 @@ something to hide the symptom). :func:`drill` runs one cycle and always stops wh
     lab = Lab.current()                      # the open workspace, with a model behind @production
     record = drill(by_name("port_in_use"), lab)
     print(record.symptom, record.before, record.after)
+    tried = attempt(by_name("port_in_use"), lab, my_fix)   # a learner's fix, checked the same way
+    print(tried.summary())
 
 ``python -m scripts.mlops doctor`` reports the incidents it can see from outside (each entry's
 ``doctor_check``). From a shell, ``python -m scripts.mlops incidents`` lists the catalogue.
 """
 
-from .base import COMMAND_TIMEOUT, DrillRecord, Incident, Lab, Symptom, Verdict, broken, drill, free_port, run
+from .base import (
+    COMMAND_TIMEOUT,
+    Attempt,
+    DrillRecord,
+    Fix,
+    Incident,
+    Lab,
+    Symptom,
+    Verdict,
+    attempt,
+    broken,
+    drill,
+    free_port,
+    run,
+)
 from .catalogue import (
     CATALOGUE,
     LABEL_SYNONYMS,
@@ -28,13 +44,16 @@ from .catalogue import (
 __all__ = [
     "CATALOGUE",
     "COMMAND_TIMEOUT",
+    "Attempt",
     "LABEL_SYNONYMS",
     "RETRAIN_SEED",
     "DrillRecord",
+    "Fix",
     "Incident",
     "Lab",
     "Symptom",
     "Verdict",
+    "attempt",
     "broken",
     "by_name",
     "drill",

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +234,7 @@ class Incident:
     symptom: ClassVar[str]  # what to look for, in words; observe() shows the real thing
     cause: ClassVar[str]
     fix: ClassVar[str]
+    verification: ClassVar[str]  # what verify() checks, in words: how to know it is fixed
     anti_fix: ClassVar[str]
     doctor_check: ClassVar[str | None] = None
 
@@ -249,6 +250,10 @@ class Incident:
     def verify(self, lab: Lab) -> Verdict:
         raise NotImplementedError
 
+    def anti_repair(self, lab: Lab) -> None:
+        """Apply the anti-fix (where it can be shown safely): the symptom goes, and verify says what it destroyed."""
+        raise MlopsError(f"the anti-fix of {self.name} is not reproduced", "read the anti_fix attribute instead.")
+
     def doctor_options(self, lab: Lab) -> dict[str, Any]:
         """Arguments for :class:`scripts.mlops.doctor.Options` that let doctor see this incident."""
         return {"workspace": str(lab.folder)}
@@ -261,7 +266,7 @@ class Incident:
         """The troubleshooting row: symptom, cause, fix, anti-fix."""
         return (
             f"{self.title}\n  symptom:  {self.symptom}\n  cause:    {self.cause}\n  fix:      {self.fix}\n"
-            f"  anti-fix: {self.anti_fix}"
+            f"  verify:   {self.verification}\n  anti-fix: {self.anti_fix}"
         )
 
 
@@ -293,3 +298,83 @@ def drill(incident: Incident, lab: Lab) -> DrillRecord:
         incident.repair(lab)
         after = incident.verify(lab)
     return DrillRecord(incident.name, symptom, before, after)
+
+
+#: A fix as a learner writes it: a function that repairs the broken lab in place.
+Fix = Callable[[Lab], None]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at fixing an incident: verify before (None if skipped) and after, doctor's verdict, any error.
+
+    ``doctor_before`` and ``doctor_after`` are the statuses (``ok``/``warn``/``fail``/``skip``) of the
+    doctor check that sees this incident from outside, None when doctor cannot see it. ``error``
+    is the exception the fix raised (as ``Type: message``); the lab is cleaned up all the same.
+    """
+
+    name: str
+    before: Verdict | None
+    after: Verdict | None
+    doctor_before: str | None = None
+    doctor_after: str | None = None
+    error: str | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """Verify passed after the fix, the fix raised nothing, and doctor (where it sees it) agrees."""
+        return (
+            self.error is None
+            and self.after is not None
+            and self.after.ok
+            and self.doctor_after in (None, "ok", "skip")
+        )
+
+    def summary(self) -> str:
+        """What happened, one line each, without volatile values beyond the verdicts' own text."""
+        lines = [f"{self.name}:"]
+        if self.before is not None:
+            lines.append(f"  verify before the fix: {'pass' if self.before else 'FAIL'}: {self.before.detail}")
+        if self.error is not None:
+            lines.append(f"  the fix raised {self.error}")
+        if self.after is not None:
+            lines.append(f"  verify after the fix:  {'pass' if self.after else 'FAIL'}: {self.after.detail}")
+        if self.doctor_before is not None or self.doctor_after is not None:
+            lines.append(f"  doctor: {self.doctor_before} before, {self.doctor_after} after")
+        return "\n".join(lines)
+
+
+def _doctor_status(incident: Incident, lab: Lab) -> str | None:
+    """The status of the doctor check that sees ``incident`` (worst of its findings), None if it cannot."""
+    if incident.doctor_check is None:
+        return None
+    from .. import doctor
+
+    report = doctor.diagnose(doctor.Options(**incident.doctor_options(lab)))
+    statuses = [f.status for f in report.findings if f.check == incident.doctor_check]
+    for status in ("fail", "warn", "ok"):
+        if status in statuses:
+            return status
+    return "skip"
+
+
+def attempt(incident: Incident, lab: Lab, fix: Fix, *, verify_before: bool = True) -> Attempt:
+    """Break ``lab`` with ``incident``, apply ``fix`` (a learner's function, or ``incident.anti_repair``), verify.
+
+    Verify runs before the fix (it must fail; skipped with ``verify_before=False`` where it is slow
+    and already shown) and after it; doctor's check of the incident runs before and after too. An
+    exception in ``fix`` is recorded, not raised, and every process the drill started is stopped
+    whatever happens.
+    """
+    with broken(incident, lab):
+        before = incident.verify(lab) if verify_before else None
+        seen = _doctor_status(incident, lab)
+        try:
+            if not callable(fix):
+                raise TypeError(f"the fix must be a function of the lab, found {type(fix).__name__}")
+            fix(lab)
+        except Exception as exc:  # noqa: BLE001 - a learner's code: report it, clean up, go on
+            return Attempt(incident.name, before, None, seen, None, f"{type(exc).__name__}: {exc}")
+        after = incident.verify(lab)
+        healed = _doctor_status(incident, lab)
+    return Attempt(incident.name, before, after, seen, healed)

@@ -100,6 +100,7 @@ class LabelSpelling(Incident):
     symptom = "train on the batch exits 1: label column 'churn' has unknown label(s) ['No', 'Yes']"
     cause = "an upstream export changed the label spelling; the baseline and the model know 'no'/'yes'"
     fix = "normalise the labels when the batch is loaded (load_normalised: strip, lower-case, known synonyms)"
+    verification = "the batch loads and validates with labels ['no', 'yes'], and eval_baseline.json is byte for byte the one it was (doctor --data: labels ✓)"
     anti_fix = (
         "editing eval_baseline.json's labels (or the frozen evaluation set) to the new spelling: every comparison "
         "with the baseline becomes meaningless"
@@ -196,6 +197,7 @@ class TinyEvalNoise(Incident):
         "so the candidate is indistinguishable from the baseline"
     )
     fix = "evaluate both on the frozen 2,400-row evaluation set (intervals narrower than the tolerance)"
+    verification = "the gate step uses the frozen evaluation set (its fingerprint), the default tolerance and minimum slice size, and exits 0"
     anti_fix = "raising the tolerance until it passes: the gate then waves real regressions through too"
 
     @staticmethod
@@ -267,6 +269,11 @@ class TinyEvalNoise(Incident):
             out[label] = wilson_interval(right, len(frame))
         return out
 
+    def anti_repair(self, lab: Lab) -> None:
+        """Raise the tolerance until the tiny set passes (0.2: more than one row of nine)."""
+        settings = json.loads(self.config(lab).read_text())
+        self._configure(lab, **{**settings, "tolerance": 0.2})
+
     def repair(self, lab: Lab) -> None:
         from ..gate.checks import DEFAULT_MIN_SLICE_SIZE
 
@@ -299,6 +306,7 @@ class PortInUse(Incident):
     symptom = "serve exits 1: cannot listen on 127.0.0.1:PORT: Address already in use"
     cause = "an old server (a stale 'mlflow server' from an earlier run) still listens on the port"
     fix = "find the process that owns the port (doctor --port PORT) and stop that one process by its pid"
+    verification = "the port is free (doctor --port: ✓) and every other server that was running still runs"
     anti_fix = "pkill -f \"mlflow server\": also kills every other matching process (a classmate's server, CI's)"
     doctor_check = "port"
 
@@ -321,16 +329,26 @@ class PortInUse(Incident):
         for process in lab.processes:
             process.poll()  # reap the stopped holder (a zombie still shows in /proc)
 
+    def anti_repair(self, lab: Lab) -> None:
+        """What ``pkill -f "mlflow server"`` does, confined to the lab's own processes: stop every match."""
+        from .. import procs
+
+        for process in lab.processes:
+            if "mlflow server" in procs.cmdline(process.pid):
+                procs.stop_pid(process.pid)
+                process.poll()
+
     def verify(self, lab: Lab) -> Verdict:
         from .. import procs
 
         if not procs.alive(lab.notes["bystander"]) or not procs.port_in_use(lab.notes["other_port"]):
             return Verdict(
-                False, f"the bystander process {lab.notes['bystander']} was stopped too: stop by pid, not name"
+                False, f"the bystander (pid {lab.notes['bystander']}) was stopped too: stop by pid, not by name"
             )
         if procs.port_in_use(lab.notes["port"]):
             owners = procs.port_owners(lab.notes["port"])
-            return Verdict(False, f"port {lab.notes['port']} is still in use by {owners or 'an unknown process'}")
+            held = ", ".join(str(owner) for owner in owners) or "an unknown process"
+            return Verdict(False, f"port {lab.notes['port']} is still in use by {held}")
         return Verdict(True, f"port {lab.notes['port']} is free; the other server (pid {lab.notes['bystander']}) runs")
 
     def doctor_options(self, lab: Lab) -> dict[str, Any]:
@@ -346,6 +364,9 @@ class StoreLocked(Incident):
     symptom = "promote exits 1: the SQLite registry ... is locked by another process"
     cause = "an interrupted writer (a hung notebook kernel, a killed training run) still holds SQLite's lock"
     fix = "find the process holding mlflow.db open (doctor names its pid) and stop that process"
+    verification = (
+        "doctor's lock check is ✓, mlflow.db is still there and churn-classifier@production is still registered"
+    )
     anti_fix = "rm mlflow.db (or its journal): the lock goes away with every model, version and alias in it"
     doctor_check = "lock"
 
@@ -386,6 +407,9 @@ class NoProductionAlias(Incident):
     symptom = "baseline --alias production exits 1: model 'churn-classifier' has no alias 'production'"
     cause = "the promotion step never ran (or training ran without registering), so the alias was never set"
     fix = "promote the version that passed the gate: promote --model churn-classifier --version N --alias production"
+    verification = (
+        "models:/churn-classifier@production resolves to the version that passed the gate (doctor: aliases ✓)"
+    )
     anti_fix = "pointing the smoke test at 'the latest version' instead: it then ships whatever was trained last"
     doctor_check = "aliases"
 
@@ -433,6 +457,7 @@ class TrackingUriUnset(Incident):
         "an empty store it has just created"
     )
     fix = "set MLFLOW_TRACKING_URI explicitly in the step's environment to the registry the gate used"
+    verification = "the smoke step exits 0 and prints the tracking URI it read, which is the registry the gate used"
     anti_fix = "registering or promoting a model in the stray store by hand so the smoke test passes"
     doctor_check = "store"
 
@@ -483,6 +508,7 @@ class StalePayload(Incident):
     symptom = "POST /predict returns 422: records[0].data_usage_gb: required field is missing"
     cause = "the smoke test's payload was written before the model gained a column; the server validates the schema"
     fix = "rebuild the payload from the model's input schema (or its input_example.json) whenever the schema changes"
+    verification = "the smoke test's POST /predict answers 200 with predictions"
     anti_fix = "making the server accept anything (dropping validation, filling missing columns with 0)"
 
     @staticmethod
@@ -533,6 +559,7 @@ class MissingArtifacts(Incident):
     symptom = "the server exits 1 before /health answers: could not load models:/churn-classifier/N ... No such file"
     cause = "the version's artifact folder was deleted or moved (a cleaned /tmp, another machine's paths)"
     fix = "restore the artifacts from a backup; or retrain, register a new version and point the alias at it"
+    verification = "doctor's artifacts check is ✓ and models:/churn-classifier@production loads"
     anti_fix = "deleting the version (or the alias) so the error goes away: nothing can be served at all"
     doctor_check = "artifacts"
 
@@ -591,6 +618,7 @@ class SleepInsteadOfPoll(Incident):
     )
     cause = "`sleep 1` guesses the start-up time; loading the model takes longer, more so on a busy runner"
     fix = "poll /health until it answers, with a deadline, and fail early with the server's log if it exits"
+    verification = "the CI step exits 0: it waited until /health answered, within its deadline"
     anti_fix = "a longer sleep (slow every run, still flaky) or an endless retry loop (hangs until the job times out)"
 
     @staticmethod
@@ -647,6 +675,7 @@ class FailOpenGate(Incident):
     symptom = "the gate prints FAIL, yet the step exits 0 (`|| echo ...`, or try/except that exits 0)"
     cause = "the step swallows the comparison's exit status 2, so the job goes green"
     fix = "let the status through: no `|| echo`, no except that exits 0 (exit with the command's own status)"
+    verification = "on a regressed candidate both versions of the step exit 2 (the job goes red)"
     anti_fix = "marking the step continue-on-error, or catching the failure to 'keep the pipeline green'"
 
     def break_(self, lab: Lab) -> None:
@@ -759,6 +788,7 @@ class GitPushRejected(_GitIncident):
     symptom = "git push exits 1: ! [rejected] HEAD -> main (fetch first); Updates were rejected because the remote ..."
     cause = "the job checked out main, trained for minutes, and someone pushed to main in between"
     fix = "fetch and rebase onto the remote branch, then push (and let a failed push fail the job)"
+    verification = "the remote's main holds both the other person's commit and the metadata commit"
     anti_fix = "git push --force (deletes the other person's commit) or `git push || echo` (the metadata is lost)"
 
     def break_(self, lab: Lab) -> None:
@@ -794,6 +824,9 @@ class GitRetagDidNotMove(_GitIncident):
     symptom = "git tag -a v0.4.0 exits 128: fatal: tag 'v0.4.0' already exists"
     cause = "v0.4.0 was tagged and pushed before the feature branch was merged; a tag never moves by itself"
     fix = "leave the published tag alone and release the merge as the next version (v0.4.1), then push that tag"
+    verification = (
+        "the published v0.4.0 still names its original commit, and a newer tag on the remote contains the change"
+    )
     anti_fix = (
         "git tag -f + git push --force (or deleting and re-pushing the tag): everyone who fetched v0.4.0 keeps the "
         "old commit under the same name, and the release record no longer says what shipped"
@@ -846,6 +879,9 @@ class InvalidHostHeader(Incident):
     fix = (
         f"restart the server (stop the old one by its pid) with --allowed-hosts '{SERVER_NAME}:*,127.0.0.1:*': the "
         "Host header includes the port, and only patterns with '*' match more than one exact value"
+    )
+    verification = (
+        "a request with the server's name in its Host header gets 200, and one with a foreign Host still gets 403"
     )
     anti_fix = "--disable-security-middleware: every Host and every origin is accepted, DNS rebinding included"
 
@@ -941,6 +977,7 @@ class PipelinesRacing(Incident):
         "serialise the runs: one concurrency group per resource with cancel-in-progress: false on GitHub, a lock "
         "(flock) around the whole run locally; the second run queues instead of failing"
     )
+    verification = "two overlapping runs both exit 0: the second waits for the first instead of losing its server"
     anti_fix = (
         "never stopping the server (it runs and costs forever), or a sleep between runs that only shifts the race"
     )
