@@ -2,7 +2,8 @@
 
 The student edition is the repository's own ``_config.yml`` and ``_toc.yml``: chapters and the
 generated student notebooks, never a solution. The instructor edition adds the executed
-reference solutions (rendered from their stored outputs: nothing is executed at build time),
+reference solutions (rendered from their stored outputs: a solution is never executed at build
+time; only the chapters' figure cells run, from the execution cache both editions share),
 the grading manifests as tables (points per check) and the authoring guide. Its configuration,
 table of contents and the grading page are generated into ``_instructors/`` (git-ignored) by::
 
@@ -143,7 +144,9 @@ def instructor_config(config: dict[str, Any]) -> dict[str, Any]:
         **config,
         "title": f"{config['title']} (instructor edition)",
         "exclude_patterns": excluded,
-        "execute": {**config.get("execute", {}), "execute_notebooks": "off"},
+        # The chapters' figures run as in the student edition, from the same cache; labs/ and
+        # solutions/ stay excluded from execution (the solutions show their stored outputs).
+        "execute": config.get("execute", {}),
         "sphinx": {
             **sphinx,
             "config": {

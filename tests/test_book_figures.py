@@ -82,3 +82,15 @@ def test_a_wrong_or_unknown_figure_is_caught() -> None:
 def test_the_table_reader_joins_wrapped_column_blocks() -> None:
     text = "            n  mean  \\\nslice              \na        10  0.5   \noverall  20  0.6   \n\n       worst\nslice       \na       0.1\noverall 0.2\n"
     assert book_figures.table(text) == {"a": [10.0, 0.5, 0.1], "overall": [20.0, 0.6, 0.2]}
+
+
+def test_a_notebook_chapters_front_matter_is_kept_around_the_figures() -> None:
+    """Chapters with executed figures are MyST notebooks: their file_format and kernelspec survive."""
+    figures = book_figures.figures()
+    notebook = "file_format: mystnb\nkernelspec:\n  name: python3\n  display_name: Python 3"
+    stale = f'---\n{notebook}\nmyst:\n  substitutions:\n    l03_overall_change: "−0.0099"\n---\nIt lost {{{{ l03_overall_change }}}}.\n'
+    fresh = book_figures.with_front_matter(stale, figures)
+    assert fresh.startswith(f"---\n{notebook}\n{book_figures.GENERATED}\nmyst:\n")
+    assert f'l03_overall_change: "{figures["l03_overall_change"]}"' in fresh
+    assert book_figures.with_front_matter(fresh, figures) == fresh
+    assert book_figures.with_front_matter(f"---\n{notebook}\n---\nNo figure.\n", figures) == f"---\n{notebook}\n---\nNo figure.\n"

@@ -1,8 +1,8 @@
-"""Charts for the labs: per-slice accuracy of one or more models side by side."""
+"""Charts for the labs and the book: per-slice accuracy, retrain noise against a tolerance, a workflow's stages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -16,11 +16,13 @@ def slice_accuracy(
     title: str = "Accuracy by customer segment",
     tolerance_from: str | None = None,
     tolerance: float | None = None,
+    legend: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Grouped bars: one group per slice (plus overall), one bar per evaluation document.
 
     With ``tolerance_from`` (a key of ``evaluations``) and ``tolerance``, a tick marks the
     lowest accuracy each slice may fall to before a baseline gate refuses the candidate.
+    ``legend`` overrides the legend's keyword arguments (default: lower right, one column).
     """
     if not evaluations:
         raise ValueError("slice_accuracy needs at least one evaluation document")
@@ -45,6 +47,137 @@ def slice_accuracy(
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_ylabel("accuracy")
     ax.set_title(title)
+    ax.legend(**{"loc": "lower right", "fontsize": 8, **(legend or {})})
+    fig.tight_layout()
+    return fig
+
+
+def noise_band(
+    changes: Mapping[str, Sequence[float]],
+    *,
+    tolerance: float,
+    counts: Mapping[str, int] | None = None,
+    title: str = "How far equally good retrains move, against the gate's tolerance",
+) -> Figure:
+    """One strip of dots per slice: each dot is one honest retrain's accuracy change.
+
+    ``changes`` maps a slice to the accuracy changes (retrain minus reference) of every refit,
+    for instance ``study.refits[column] - reference`` of a :class:`scripts.mlops.noise.NoiseStudy`.
+    The band from ``-tolerance`` to ``+tolerance`` is shaded: a gate with that tolerance refuses
+    a retrain whose dot falls below the band. ``counts`` (evaluation rows per slice) label the axis.
+    """
+    if not changes:
+        raise ValueError("noise_band needs at least one slice")
+    names = list(changes)
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    ax.axhspan(-tolerance, tolerance, color="#cfe3f7", label=f"gate tolerance ±{tolerance:g}")
+    ax.axhline(0.0, color="#555555", linewidth=0.8)
+    ax.axhline(-tolerance, color="#1f4e79", linewidth=1.2, linestyle="--", label=f"refused below −{tolerance:g}")
+    jitter = np.random.default_rng(0)
+    for index, name in enumerate(names):
+        values = np.asarray(changes[name], dtype=float)
+        x = index + jitter.uniform(-0.12, 0.12, size=len(values))
+        ax.scatter(x, values, s=22, color="#b35900", edgecolor="black", linewidth=0.4, zorder=3)
+    lowest = min(float(np.min(changes[name])) for name in names)
+    highest = max(float(np.max(changes[name])) for name in names)
+    ax.set_ylim(min(lowest, -tolerance) - 0.01, max(highest, tolerance) + 0.01)
+    labels = [f"{name}\n(n={counts[name]})" if counts and name in counts else name for name in names]
+    ax.set_xticks(np.arange(len(names)), labels)
+    ax.set_ylabel("accuracy change vs. full-data model")
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _stages(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Consecutive steps grouped by the stage number that starts their name (``"3. obtain ..."``)."""
+    grouped: list[tuple[str, list[str]]] = []
+    for step in steps:
+        name = str(step.get("name") or step.get("run") or step.get("uses"))
+        number, dot, rest = name.partition(". ")
+        label, text = (f"stage {number}", rest) if dot and number.isdigit() else ("set-up", name)
+        if grouped and grouped[-1][0] == label:
+            grouped[-1][1].append(text)
+        else:
+            grouped.append((label, [text]))
+    return grouped
+
+
+def pipeline_stages(workflow: Mapping[str, Any], *, title: str = "Deploy-gate pipeline") -> Figure:
+    """A workflow's jobs as lanes of stage boxes, with the ``needs:`` edges between jobs.
+
+    ``workflow`` is the document :func:`scripts.mlops.ci_local.load_workflow` returns. Each job is
+    one lane (in the order its ``needs:`` imposes); consecutive steps whose names start with the
+    same number (``"2. ..."``) share a box, unnumbered steps form a "set-up" box. A job that
+    needs another starts under the last box of the job it waits for. The lane's label
+    gives the job's id and the permissions it is granted.
+    """
+    import textwrap
+
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from .ci_local import job_order
+
+    jobs = workflow["jobs"]
+    order = job_order(jobs)
+    fig, ax = plt.subplots(figsize=(10, 1.9 * len(order) + 0.6))
+    lanes = {job_id: _stages(jobs[job_id].get("steps") or []) for job_id in order}
+    box_w, box_h, step_y = 0.86, 0.78, 1.45
+    where: dict[str, tuple[float, float, float]] = {}  # job -> (first x, last x, y)
+    for row, job_id in enumerate(order):
+        y = -row * step_y
+        needs = jobs[job_id].get("needs") or []
+        needed = [needs] if isinstance(needs, str) else list(needs)
+        # A job that needs others starts under the last stage of the ones it waits for.
+        offset = max((where[need][1] for need in needed), default=0.0)
+        where[job_id] = (offset, offset + len(lanes[job_id]) - 1, y)
+        permissions = jobs[job_id].get("permissions") or {}
+        granted = ", ".join(f"{key}: {value}" for key, value in permissions.items()) or "none"
+        ax_label = f"job {job_id!r} — permissions: {granted}"
+        ax.text(offset - box_w / 2, y + box_h / 2 + 0.06, ax_label, fontsize=8, va="bottom", ha="left")
+        for column, (label, texts) in enumerate(lanes[job_id]):
+            x = offset + column
+            stage = label.startswith("stage")
+            ax.add_patch(
+                FancyBboxPatch(
+                    (x - box_w / 2, y - box_h / 2),
+                    box_w,
+                    box_h,
+                    boxstyle="round,pad=0.02",
+                    facecolor="#dbe9f6" if stage else "#eeeeee",
+                    edgecolor="#1f4e79" if stage else "#777777",
+                )
+            )
+            body = "\n".join(textwrap.fill(text, 20) for text in texts[:3])
+            ax.text(x, y + box_h / 2 - 0.06, label, ha="center", va="top", fontsize=8, weight="bold")
+            ax.text(x, y + box_h / 2 - 0.2, body, ha="center", va="top", fontsize=6.3)
+            if column:
+                ax.add_patch(
+                    FancyArrowPatch((x - 1 + box_w / 2, y), (x - box_w / 2, y), arrowstyle="-|>", mutation_scale=10)
+                )
+        for need in needed:
+            _, end, y_from = where[need]
+            ax.add_patch(
+                FancyArrowPatch(
+                    (end, y_from - box_h / 2),
+                    (offset, y + box_h / 2 + 0.2),
+                    arrowstyle="-|>",
+                    mutation_scale=12,
+                    color="#b35900",
+                )
+            )
+            ax.text(
+                end + 0.06,
+                (y_from - box_h / 2 + y + box_h / 2 + 0.2) / 2,
+                f"needs: {need}",
+                fontsize=8,
+                color="#b35900",
+            )
+    right = max(last for _, last, _ in where.values())
+    ax.set_xlim(-0.6, right + 0.6)
+    ax.set_ylim(-(len(order) - 1) * step_y - 0.6, 0.75)
+    ax.set_axis_off()
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,131 @@
+"""The chapters' figures, computed from the project when the book is built.
+
+Each chapter that shows a figure is a MyST Markdown notebook with one hidden code cell calling
+one function of this module; Jupyter Book executes it (and caches the result, so a warm build
+does not run it again). Every function runs the labs' own code (data, train, noise, inject,
+the workflow parser) on data files in a temporary folder (and, where it needs the registry, a
+throw-away MLflow workspace there too), draws with
+:mod:`scripts.mlops.plots` and returns the closed figure, which the cell then displays once::
+
+    from scripts import book_charts
+    book_charts.lab00_versions()
+
+Everything is seeded, so a figure only changes when the project does.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "deploy-gate.yml"
+MODEL_NAME = "churn-classifier"
+
+
+@contextmanager
+def _workspace(name: str) -> Iterator[dict[str, Path]]:
+    """A fresh lab workspace in a temporary folder (never the repository); yields its data files."""
+    from scripts.mlops import data
+    from scripts.mlops.workspace import open_workspace
+
+    # MLflow reports each registration on stderr; a figure cell's output is the figure alone.
+    with tempfile.TemporaryDirectory(prefix="book-figures-", ignore_cleanup_errors=True) as root:
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            workspace = open_workspace(name, root=root)
+            yield data.write_datasets(workspace.data_dir)
+
+
+@contextmanager
+def _datasets() -> Iterator[dict[str, Path]]:
+    """The labs' data files, written into a temporary folder (for figures that log nothing to MLflow)."""
+    from scripts.mlops import data
+
+    with tempfile.TemporaryDirectory(prefix="book-figures-") as root:
+        yield data.write_datasets(root)
+
+
+def _done(fig: Figure) -> Figure:
+    """Close ``fig`` so the notebook shows it once: as the cell's value, not also as pyplot's."""
+    plt.close(fig)
+    return fig
+
+
+def lab00_versions() -> Figure:
+    """Lab 00: per-segment accuracy of its two versions (logistic regression, gradient boosting).
+
+    The lab registers them with :func:`scripts.mlops.train.train_and_log`, whose evaluation is
+    :func:`scripts.mlops.train.fit` then :func:`scripts.mlops.evaluate.evaluate`; the figure calls
+    those two directly (same files, same configurations, same numbers) and skips the MLflow
+    logging, which would cost most of the build time and change nothing drawn.
+    """
+    from scripts.mlops import data, evaluate, plots, train
+
+    with _datasets() as paths:
+        train_frame, eval_frame = data.load(paths["v1"]), data.load(paths["eval"])
+    configs = {
+        "v1 logreg": train.TrainConfig(model="logreg", seed=42),
+        "v2 hgb": train.TrainConfig(model="hgb", seed=42),
+    }
+    documents = {
+        label: evaluate.evaluate(train.fit(train_frame, config), eval_frame) for label, config in configs.items()
+    }
+    return _done(plots.slice_accuracy(documents, title="Per-segment accuracy on the frozen evaluation set"))
+
+
+def lab02_noise() -> Figure:
+    """Lab 02: how far ten bootstrap refits move each segment, against the gate's tolerance."""
+    from scripts.mlops import data, gate, noise, plots
+
+    with _datasets() as paths:
+        train_frame, eval_frame = data.load(paths["v1"]), data.load(paths["eval"])
+    study = noise.measure_noise(train_frame, eval_frame, refits=10, seed=0)
+    spread = study.spread()
+    changes = {column: (study.refits[column] - spread.loc[column, "reference"]).tolist() for column in study.refits}
+    counts = {column: int(spread.loc[column, "n"]) for column in study.refits}
+    return _done(
+        plots.noise_band(
+            changes,
+            tolerance=gate.DEFAULT_TOLERANCE,
+            counts=counts,
+            title="Ten honest retrains (bootstrap refits) against the tolerance Lab 02 adopts",
+        )
+    )
+
+
+def lab03_regression() -> Figure:
+    """Lab 03: the committed baseline against the planted slice regression, with the gate's floor per slice."""
+    from scripts.mlops import baseline_refresh, gate, inject, plots, train
+
+    baseline = gate.load_evaluation(baseline_refresh.BASELINE_PATH, "baseline")
+    with _workspace("book-03") as paths:
+        production = train.train_and_log(
+            paths["v1"], paths["eval"], train.TrainConfig(model="logreg", seed=42), register=MODEL_NAME
+        )
+        candidate = inject.preview_slice_corruption(
+            f"models:/{MODEL_NAME}/{production.version}", inject.LAB_SLICE, inject.LAB_FRACTION, paths["eval"], seed=0
+        )
+    label = f"baseline (production v{baseline['version']})"
+    return _done(
+        plots.slice_accuracy(
+            {label: baseline, f"candidate ({inject.LAB_FRACTION:.0%} of {inject.LAB_SLICE} flipped)": candidate},
+            title="Planted regression: overall barely moves, one segment falls through its floor",
+            tolerance_from=label,
+            tolerance=float(inject.CATALOGUE_POLICY["tolerance"]),
+            legend={"loc": "upper center", "ncol": 3},
+        )
+    )
+
+
+def lab04_pipeline() -> Figure:
+    """Lab 04: the deploy-gate workflow's jobs and stages, read from the workflow file itself."""
+    from scripts.mlops import ci_local, plots
+
+    workflow = ci_local.load_workflow(WORKFLOW)
+    return _done(plots.pipeline_stages(workflow, title=f"{WORKFLOW.name}: jobs, stages and what each job may do"))

@@ -1,0 +1,49 @@
+"""The chart functions the labs and the book's figures draw with (cheap: no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+
+from scripts.mlops import ci_local, plots
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _texts(fig: plt.Figure) -> list[str]:
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
+
+
+def test_noise_band_shades_the_tolerance_and_plots_every_refit() -> None:
+    changes = {"student": [-0.03, 0.0, 0.01], "overall": [-0.002, 0.001, 0.0]}
+    fig = plots.noise_band(changes, tolerance=0.02, counts={"student": 432, "overall": 2400})
+    ax = fig.axes[0]
+    assert sum(len(collection.get_offsets()) for collection in ax.collections) == 6
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["student\n(n=432)", "overall\n(n=2400)"]
+    low, high = ax.get_ylim()
+    assert low < -0.03 and high > 0.02
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plots.noise_band({}, tolerance=0.02)
+
+
+def test_stages_group_numbered_steps_and_set_up_steps() -> None:
+    steps = [{"name": "check out"}, {"name": "1. a"}, {"name": "1. b"}, {"name": "2. c"}, {"run": "echo"}]
+    assert plots._stages(steps) == [("set-up", ["check out"]), ("stage 1", ["a", "b"]), ("stage 2", ["c"]), ("set-up", ["echo"])]
+
+
+def test_pipeline_stages_draws_the_deploy_gate_workflow() -> None:
+    workflow = ci_local.load_workflow(REPO / ".github" / "workflows" / "deploy-gate.yml")
+    fig = plots.pipeline_stages(workflow)
+    texts = _texts(fig)
+    for stage in range(1, 7):
+        assert f"stage {stage}" in texts
+    assert "needs: gate" in texts
+    assert any(text.startswith("job 'release'") for text in texts)
+    plt.close(fig)
