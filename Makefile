@@ -62,14 +62,28 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlops labs)" > /dev/null
 	@touch $(STAMP)
 
-book: $(STAMP)
+# The chapters' figures (scripts/book_charts.py) are executed once and kept in Jupyter Book's
+# execution cache, which only notices edits to the cells themselves. Any change to the code or
+# files they are drawn from empties the cache and touches the chapters that are notebooks (so
+# Sphinx reads them again in every build folder): the next build draws the figures again.
+FIGURE_CACHE := _build/.jupyter_cache
+FIGURE_STAMP := _build/.figures.stamp
+FIGURE_SOURCES := scripts/book_charts.py $(wildcard scripts/mlops/*.py scripts/mlops/*/*.py) \
+  eval_baseline.json .github/workflows/deploy-gate.yml requirements.txt
+
+$(FIGURE_STAMP): $(FIGURE_SOURCES)
+	rm -rf $(FIGURE_CACHE)
+	touch $$(grep -l '^file_format: mystnb' book/*.md)
+	@mkdir -p $(@D) && touch $@
+
+book: $(STAMP) $(FIGURE_STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
 # The instructor edition: the student book plus the reference solutions (their stored outputs,
 # nothing is executed), the grading manifests as tables and the authoring guide. Its config and
 # toc are generated into _instructors/ (git-ignored); the site has its own cache and folder.
-book-instructors: $(STAMP)
+book-instructors: $(STAMP) $(FIGURE_STAMP)
 	$(PY) -m scripts.book_editions > /dev/null
 	$(VENV)/bin/jupyter-book build . --config _instructors/_config.yml --toc _instructors/_toc.yml \
 	  --path-output _build/instructors -W -n --keep-going
@@ -77,7 +91,7 @@ book-instructors: $(STAMP)
 
 # Static checks first (seconds), then two workers: notebooks (nbval) and the grader's batches
 # keep both cores busy.
-test: $(STAMP) lint | bubblewrap chromium
+test: $(STAMP) $(FIGURE_STAMP) lint | bubblewrap chromium
 	$(PY) -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
