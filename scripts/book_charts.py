@@ -79,6 +79,41 @@ def lab00_versions() -> Figure:
     return _done(plots.slice_accuracy(documents, title="Per-segment accuracy on the frozen evaluation set"))
 
 
+def lab01_aliases() -> Figure:
+    """Lab 01: a promotion history (v1 → v2 → v3 through @staging and @production, then two rollbacks).
+
+    One model is trained and registered three times (the same logged model: versions differ only
+    in number), then moved with :func:`scripts.mlops.promotion.promote` and
+    :func:`~scripts.mlops.promotion.rollback`, with a fixed clock, and the recorded history is drawn.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    import mlflow
+
+    from scripts.mlops import plots, promotion, train
+
+    ticks = iter(range(100))
+
+    def clock() -> datetime:
+        return datetime(2026, 1, 5, 9, 0, tzinfo=UTC) + timedelta(hours=next(ticks))
+
+    with _workspace("book-01") as paths:
+        first = train.train_and_log(
+            paths["v1"], paths["eval"], train.TrainConfig(model="logreg", seed=42), register=MODEL_NAME
+        )
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            versions = [first.version] + [
+                int(mlflow.register_model(first.model_uri, MODEL_NAME).version) for _ in range(2)
+            ]
+            for version in versions:
+                for alias in ("staging", "production"):
+                    promotion.promote(MODEL_NAME, int(version or 0), alias, actor="release-bot", clock=clock)
+            for _ in range(2):
+                promotion.rollback(MODEL_NAME, "production", actor="on-call", clock=clock)
+        entries = promotion.history(MODEL_NAME)
+    return _done(plots.alias_timeline(entries, title="A promotion history: three releases, then two rollbacks"))
+
+
 def lab02_noise() -> Figure:
     """Lab 02: how far ten bootstrap refits move each segment, against the gate's tolerance."""
     from scripts.mlops import data, gate, noise, plots

@@ -181,3 +181,55 @@ def pipeline_stages(workflow: Mapping[str, Any], *, title: str = "Deploy-gate pi
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def alias_timeline(entries: Sequence[Any], *, title: str = "Alias moves, in the order they were recorded") -> Figure:
+    """Where each alias pointed after every recorded move: one step line per alias.
+
+    ``entries`` are :class:`scripts.mlops.promotion.PromotionEntry` records (``seq``, ``alias``,
+    ``to_version``, ``action``), for instance ``promotion.history(model)``. The x axis is the
+    entry's sequence number, not its time, so the chart does not depend on the clock; rollbacks
+    are marked with a red cross and labelled.
+    """
+    if not entries:
+        raise ValueError("alias_timeline needs at least one promotion entry")
+    ordered = sorted(entries, key=lambda entry: entry.seq)
+    last = ordered[-1].seq
+    aliases = list(dict.fromkeys(entry.alias for entry in ordered))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for index, alias in enumerate(aliases):
+        moves = [entry for entry in ordered if entry.alias == alias]
+        xs = [entry.seq for entry in moves] + [last + 0.5]
+        ys = [entry.to_version for entry in moves] + [moves[-1].to_version]
+        offset = (index - (len(aliases) - 1) / 2) * 0.06  # keeps two aliases on one version apart
+        line = ax.step(xs, [y + offset for y in ys], where="post", linewidth=2, label=f"@{alias}")[0]
+        for entry in moves:
+            rollback = entry.action == "rollback"
+            ax.scatter(
+                entry.seq,
+                entry.to_version + offset,
+                marker="X" if rollback else "o",
+                s=70 if rollback else 30,
+                color="#c00000" if rollback else line.get_color(),
+                zorder=3,
+            )
+            if rollback:
+                ax.annotate(
+                    f"rollback → v{entry.to_version}",
+                    (entry.seq, entry.to_version + offset),
+                    textcoords="offset points",
+                    xytext=(4, -14),
+                    fontsize=8,
+                    color="#c00000",
+                )
+    versions = sorted({entry.to_version for entry in ordered})
+    ax.set_yticks(versions, [f"v{version}" for version in versions])
+    ax.set_ylim(versions[0] - 0.6, versions[-1] + 0.6)
+    ax.set_xticks([entry.seq for entry in ordered])
+    ax.set_xlim(0.5, last + 0.5)
+    ax.set_xlabel("promotion history entry (promotion.000001, …)")
+    ax.set_ylabel("version the alias points at")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -47,3 +47,19 @@ def test_pipeline_stages_draws_the_deploy_gate_workflow() -> None:
     assert "needs: gate" in texts
     assert any(text.startswith("job 'release'") for text in texts)
     plt.close(fig)
+
+
+def test_alias_timeline_marks_rollbacks_and_orders_by_entry() -> None:
+    from scripts.mlops.promotion import PromotionEntry
+
+    def entry(seq: int, alias: str, to: int, action: str = "promote") -> PromotionEntry:
+        return PromotionEntry(seq, alias, None, to, "ci", "2026-01-01T00:00:00+00:00", action)  # type: ignore[arg-type]
+
+    entries = [entry(3, "production", 1, "rollback"), entry(1, "production", 1), entry(2, "production", 2)]
+    fig = plots.alias_timeline(entries)
+    ax = fig.axes[0]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["v1", "v2"]
+    assert _texts(fig) == ["rollback → v1"]
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plots.alias_timeline([])
