@@ -57,7 +57,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LABS = sorted(path.stem for path in (REPO / "labs").glob("*.ipynb"))
-CHAPTERS = sorted(path.stem for path in (REPO / "book").glob("*.md"))
+# book/_name.md files are parts included into a chapter, not pages of their own.
+CHAPTERS = sorted(path.stem for path in (REPO / "book").glob("*.md") if not path.name.startswith("_"))
 # Solution lines a chapter states on purpose (the specification, not the answer): Chapter 04 names
 # the concurrency group the deploy-gate workflow must use.
 TAUGHT = {"group: deploy-gate-churn-classifier"}
