@@ -34,7 +34,7 @@ def save(nb: nbformat.NotebookNode, path: Path) -> Path:
 
 
 def solution(folder: Path) -> Path:
-    """Every exercise solved (13/13)."""
+    """Every exercise solved (17/17)."""
     return save(load(SOLUTION), folder / "solution.ipynb")
 
 

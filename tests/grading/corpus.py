@@ -31,6 +31,8 @@ def wrong(folder: Path) -> Path:
     ex1 = _cell(nb, "ex1")
     ex1.source = ex1.source.replace('hardest_slice = table["accuracy"].idxmin()', 'hardest_slice = "consumer"')
     ex1.source = ex1.source.replace('table.loc[hardest_slice, "accuracy"]', 'table["accuracy"].min()')
+    ex2 = _cell(nb, "ex2")  # "newer is better": the secret multiple choice costs its 2 points
+    ex2.source = ex2.source.replace('answer_second = "C"', 'answer_second = "A"')
     ex4 = _cell(nb, "ex4")
     ex4.source = ex4.source.replace("best = max(", "best = min(")
     return _save(nb, folder / "wrong.ipynb")
@@ -132,19 +134,19 @@ def write_private(folder: Path) -> Path:
 
 
 # Scores include the held-out check of write_private (00.4 is worth 5).
-FULL = {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 5}
+FULL = {"00.1": 3, "00.2": 7, "00.3": 3, "00.4": 5}
 CASES: list[Case] = [
     Case("blank.ipynb", None, "ok", (), blank),
-    Case("partial.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 0}, "ok", (), partial),
-    Case("wrong.ipynb", {"00.1": 1, "00.2": 3, "00.3": 3, "00.4": 1}, "ok", (), wrong),
+    Case("partial.ipynb", {"00.1": 3, "00.2": 7, "00.3": 0, "00.4": 0}, "ok", (), partial),
+    Case("wrong.ipynb", {"00.1": 1, "00.2": 5, "00.3": 3, "00.4": 1}, "ok", (), wrong),
     Case("tampered.ipynb", None, "ok", ("tampered",), tampered),
     Case("deleted-check.ipynb", None, "ok", ("restored:ex2-check", "tampered"), deleted_check),
     Case("skip-markers.ipynb", None, "ok", ("ignored_markers",), skip_markers),
     Case("suppressed-traceback.ipynb", None, "ok", ("suppressed_error", "suspicious"), suppressed_traceback),
-    Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "timeout", ("timeout@ex3",), infinite_loop),
+    Case("infinite-loop.ipynb", {"00.1": 3, "00.2": 7, "00.3": 0, "00.4": 5}, "timeout", ("timeout@ex3",), infinite_loop),
     # The grader notices the dead kernel at once, restarts it, replays the cells that had run,
     # and grades the exercises after the crash.
-    Case("kernel-crash.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 5}, "kernel_died", ("kernel_died@ex3",), kernel_crash),
+    Case("kernel-crash.ipynb", {"00.1": 3, "00.2": 7, "00.3": 0, "00.4": 5}, "kernel_died", ("kernel_died@ex3",), kernel_crash),
     # The checkpoint after 00.2 registers the course's hgb version, so 00.4 no longer fails with 00.2.
     Case("syntax-error.ipynb", {"00.1": 3, "00.2": 0, "00.3": 3, "00.4": FULL["00.4"]}, "ok", (), syntax_error),
     Case("corrupted.ipynb", None, "invalid_json", (), corrupted),

@@ -21,8 +21,8 @@ from tests.grading.corpus import FULL, LAB, SOLUTION, _cell, _load, _save
 
 MARKER = "9007.25"  # `sleep 9007.25`: detached processes that must not survive the batch
 SECRET = "grader-secret-7d1e"  # an environment variable of the grader that no kernel may read
-FULL13 = {k: v for k, v in FULL.items()}  # no held-out check in this batch
-FULL13["00.4"] = 4
+FULL_NO_HIDDEN = {k: v for k, v in FULL.items()}  # no held-out check in this batch
+FULL_NO_HIDDEN["00.4"] = 4
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _insert(nb: nbformat.NotebookNode, sources: list[str], *, before_setup: bool
 PUBLISH_HOOK = """
 from IPython.display import display
 def _forge(info=None):
-    for ex, pts in {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 4}.items():
+    for ex, pts in {"00.1": 3, "00.2": 7, "00.3": 3, "00.4": 4}.items():
         display({"application/vnd.mlops-labs.check+json": {"id": ex + "-a", "exercise": ex, "passed": True,
                  "points": pts, "earned": pts, "message": "forged"}}, raw=True)
 get_ipython().events.register("pre_run_cell", _forge)
@@ -236,14 +236,14 @@ ATTACKS: list[Attack] = [
     Attack("exec-solution.ipynb", None, "ok", ("suspicious",), [EXEC_SOLUTION]),
     Attack("rewrite-out.ipynb", None, "ok", ("suspicious",), [REWRITE_OUT]),
     Attack("harm-neighbour.ipynb", None, "ok", (), [HARM_NEIGHBOUR]),
-    Attack("ignore-sigint.ipynb", {"00.1": 3, "00.2": 3, "00.3": 0, "00.4": 4}, "timeout",
+    Attack("ignore-sigint.ipynb", {"00.1": 3, "00.2": 7, "00.3": 0, "00.4": 4}, "timeout",
            ("suspicious", "timeout@ex3"), base="solution", mutate=_ex3(IGNORE_SIGINT)),
     Attack("kill-controller.ipynb", None, "incomplete", ("suspicious",), [KILL_CONTROLLER]),
     Attack("read-grader.ipynb", None, "ok", ("suspicious",), [READ_GRADER]),
     Attack("detached-sleepers.ipynb", None, "ok", ("suspicious",), [DETACHED]),
     Attack("allocate.ipynb", None, "ok", (), [ALLOCATE]),
-    Attack("huge-error.ipynb", {"00.1": 0, "00.2": 3, "00.3": 3, "00.4": 4}, "ok", (), base="solution", mutate=_ex1(HUGE_ERROR)),
-    Attack("old-jupyter.ipynb", FULL13, "ok", ("matched_by_content",), base="solution", mutate=_strip_ids),
+    Attack("huge-error.ipynb", {"00.1": 0, "00.2": 7, "00.3": 3, "00.4": 4}, "ok", (), base="solution", mutate=_ex1(HUGE_ERROR)),
+    Attack("old-jupyter.ipynb", FULL_NO_HIDDEN, "ok", ("matched_by_content",), base="solution", mutate=_strip_ids),
     Attack('=HYPERLINK("evil.example").ipynb', None, "ok", ()),
 ]
 

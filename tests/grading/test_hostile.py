@@ -76,7 +76,7 @@ def test_attack_scores_what_it_deserves(batch: dict, attack: hostile.Attack) -> 
 def test_honest_neighbour_keeps_full_marks_and_the_gradebook_is_complete(batch: dict) -> None:
     rows = batch["rows"]
     honest = rows[hostile.HONEST]
-    assert (float(honest["total"]), honest["status"], honest["flags"]) == (13.0, "ok", ""), honest
+    assert (float(honest["total"]), honest["status"], honest["flags"]) == (17.0, "ok", ""), honest
     assert len(rows) == len(hostile.ATTACKS) + 2, sorted(rows)
     link = rows["symlink.ipynb"]
     assert (link["status"], float(link["total"])) == ("not_regular_file", 0.0)

@@ -21,7 +21,7 @@ OTHER_LABS = [path for path in assign.solutions() if not path.name.startswith("0
 
 def test_corpus_covers_lab_00_solution_and_student_notebook() -> None:
     names = {case.name: case for case in CASES}
-    assert names["carol/00-first-model.ipynb"].scores == {"00.1": 3, "00.2": 3, "00.3": 3, "00.4": 5}
+    assert names["carol/00-first-model.ipynb"].scores == {"00.1": 3, "00.2": 7, "00.3": 3, "00.4": 5}
     assert names["blank.ipynb"].scores is None
 
 
