@@ -21,12 +21,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def code_block(chapter: str, marker: str) -> str:
-    """The code block (fenced, or indented by four spaces) of ``book/<chapter>`` that contains ``marker``."""
+    """The code block (fenced, or indented by four spaces) of ``book/<chapter>`` that contains ``marker``.
+
+    Fences are read line by line: a code fence (```python, ```{code-cell} ...) is a block; the
+    body of a directive (```{note} ...) is prose, whose indented runs are blocks too.
+    """
     text = (REPO / "book" / chapter).read_text()
-    fence = re.compile(r"^```[a-z]*\n(.*?)^```$", re.S | re.M)
-    blocks = [match.group(1) for match in fence.finditer(text)]
-    lines, current = fence.sub("", text).splitlines(), []  # indented blocks: runs of lines after a blank line
-    for previous, line in zip(["", *lines], [*lines, ""], strict=True):  # "" flushes a block at the end
+    blocks: list[str] = []
+    prose: list[str] = []
+    fence: list[str] | None = None
+    is_code = False
+    for line in text.splitlines():
+        if fence is None and line.startswith("```"):
+            info = line[3:].strip()
+            fence, is_code = [], not info.startswith("{") or info.startswith("{code-cell")
+            if not is_code:
+                prose.append("")  # a directive's body starts a new paragraph
+        elif fence is not None and line.strip() == "```":
+            if is_code:
+                blocks.append("\n".join(fence) + "\n")
+            else:
+                prose.extend([*fence, ""])
+            fence = None
+        elif fence is not None:
+            fence.append(line)
+        else:
+            prose.append(line)
+    current: list[str] = []  # indented blocks: runs of lines after a blank line
+    for previous, line in zip(["", *prose], [*prose, ""], strict=True):  # "" flushes a block at the end
         if line.startswith("    ") and (current or not previous.strip()):
             current.append(line)
         elif current:
@@ -47,6 +69,9 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    mlflow.set_experiment(experiment_id="0")  # not the experiment an earlier test made active in its store
     yield uri
     if mlflow.active_run() is not None:
         mlflow.end_run()

@@ -32,7 +32,11 @@ class ProcessInfo:
     cmdline: str
 
     def __str__(self) -> str:
-        shown = self.cmdline if len(self.cmdline) <= 120 else self.cmdline[:117] + "..."
+        program, _, rest = self.cmdline.partition(" ")
+        if program.startswith("/"):  # /path/to/.venv/bin/python -> python: the same on every machine
+            program = program.rsplit("/", 1)[-1]
+        line = f"{program} {rest}".strip()
+        shown = line if len(line) <= 120 else line[:117] + "..."
         return f"pid {self.pid} ({shown})"
 
 
