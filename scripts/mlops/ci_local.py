@@ -12,13 +12,15 @@ gives a step, in a folder (``--out``)::
     <out>/<job>/summary.md            GITHUB_STEP_SUMMARY, all steps of the job
     <out>/pr-comment.md               what the workflow would have commented on the pull request
     <out>/run.json                    every job's result and every step's outcome and exit code
+    <out>/run-owner                   which run (pid and a random token) the folder belongs to
 
 It prints what CI would show: each job, each step with its outcome, the steps' output.
 
 **The expressions it understands** (in ``if:``, ``env:`` values and job ``outputs:``) are a
 strict subset of GitHub's; anything else is refused with :class:`WorkflowError` instead of
 being guessed at: literals (``'text'``, numbers, ``true``, ``false``, ``null``); the contexts
-``github`` (the emulated event), ``env``, ``vars``, ``steps.<id>.outputs.<name>`` /
+``github`` (the emulated event; ``github.workflow``, ``.ref`` = ``refs/pull/<n>/merge``,
+``.run_id``), ``env``, ``vars``, ``steps.<id>.outputs.<name>`` /
 ``.outcome`` / ``.conclusion``, ``needs.<job>.result`` / ``.outputs.<name>``; the operators
 ``==`` and ``!=`` (strings compare case-insensitively, as on GitHub; values of two different
 types other than null are refused), ``!``, ``&&``, ``||`` (returning an operand, as on GitHub)
@@ -32,12 +34,25 @@ requirements.txt`` is reported and skipped (the local virtual environment is the
 one); ``${{ }}`` inside ``run:`` is refused (values reach commands through ``env:``). All of this,
 and every expression, is checked before the first step runs (:func:`check_steps`).
 
+**Concurrency is enforced** (:mod:`scripts.mlops.ci_concurrency`): a workflow-level
+``concurrency:`` group is taken before the emulation folder is touched and held until the run
+ends; a job-level one is held for the job. A run whose group another offline run of the same
+checkout holds is *queued* (printed, with how long it waited) until that run ends; a killed run
+frees its groups at once. ``cancel-in-progress: true`` with the group held is refused rather than
+cancelling another process, and GitHub's "at most one pending run per group" is not emulated
+(every queued run waits); see that module. A job whose group the run already holds is refused
+(GitHub cancels it as a deadlock).
+
+**One folder, one run.** The folder belongs to the run that emptied it last (``run-owner``);
+a run checks this before and after every step, and stops with :class:`FolderTaken` when another
+run has emptied it in between, instead of failing on files that vanished.
+
 **Not emulated** (said again in the chapter): runners, containers and services; ``matrix``,
 ``strategy``, reusable workflows, composite and JavaScript actions (only reported);
-``permissions``, ``concurrency`` and ``environment`` (only reported: nothing here enforces
-them); secrets and ``github.token`` (empty); caches and artifacts; ``timeout-minutes``;
-cancellation; any event other than ``pull_request`` ``labeled``; the merge commit (the working
-tree is used as it is, uncommitted changes included); GitHub's API (comments go to a file).
+``permissions`` and ``environment`` (only reported: nothing here enforces them); secrets and
+``github.token`` (empty); caches and artifacts; ``timeout-minutes``; cancellation; any event
+other than ``pull_request`` ``labeled``; the merge commit (the working tree is used as it is,
+uncommitted changes included); GitHub's API (comments go to a file).
 The commands' own local workspace folders go under ``<out>/<job>/workspaces`` instead of the
 checkout (``MLOPS_WORKSPACE_ROOT``); the registry is the one ``vars.MLFLOW_TRACKING_URI`` names.
 """
@@ -52,6 +67,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -61,6 +77,10 @@ from .errors import MlopsError
 
 class WorkflowError(MlopsError):
     """The workflow uses something the offline runner does not emulate, or is malformed."""
+
+
+class FolderTaken(MlopsError):
+    """Another run emptied this run's emulation folder while this run was using it."""
 
 
 # --------------------------------------------------------------------------------------
@@ -330,6 +350,7 @@ _JOB_KEYS = {
     "timeout-minutes",
 }
 _STEP_KEYS = {"name", "id", "if", "uses", "with", "run", "env", "shell", "timeout-minutes"}
+_CONCURRENCY_KEYS = {"group", "cancel-in-progress"}
 _KNOWN_ACTIONS = {
     "actions/checkout": "emulated: the working tree at {repo} is the checkout (GitHub would check out the "
     "pull request's merge commit)",
@@ -349,6 +370,7 @@ class StepResult:
     outcome: str  # success, failure, skipped
     exit_code: int | None = None
     seconds: float = 0.0
+    started_at: float = 0.0  # time.time() when the command started (0 for steps that did not run)
     note: str = ""
     output: str = ""  # what the command printed (its last MAX_STEP_OUTPUT characters)
     outputs: dict[str, str] = field(default_factory=dict)
@@ -375,6 +397,8 @@ class WorkflowRun:
     out: Path
     jobs: dict[str, JobResult]
     seconds: float
+    #: Concurrency groups the run (or one of its jobs) held: name -> seconds spent queued for it.
+    queued: dict[str, float] = field(default_factory=dict)
 
     @property
     def conclusion(self) -> str:
@@ -386,6 +410,7 @@ class WorkflowRun:
             "workflow": str(self.workflow),
             "conclusion": self.conclusion,
             "seconds": round(self.seconds, 3),
+            "concurrency": {group: {"queued_seconds": round(waited, 3)} for group, waited in self.queued.items()},
             "jobs": {
                 name: {"result": job.result, "outputs": job.outputs, "steps": [asdict(step) for step in job.steps]}
                 for name, job in self.jobs.items()
@@ -429,10 +454,12 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
     if True in document:  # YAML 1.1 reads the key `on` as the boolean true
         document["on"] = document.pop(True)
     _check_keys(document, _WORKFLOW_KEYS, f"{path.name}")
+    _check_concurrency(document.get("concurrency"), f"{path.name}")
     if not isinstance(document.get("jobs"), dict) or not document["jobs"]:
         raise WorkflowError(f"{path} has no jobs", "add a `jobs:` mapping.")
     for job_id, job in document["jobs"].items():
         _check_keys(job, _JOB_KEYS, f"job {job_id!r}")
+        _check_concurrency(job.get("concurrency"), f"job {job_id!r}")
         for number, step in enumerate(job.get("steps") or [], 1):
             _check_keys(step, _STEP_KEYS, f"step {number} of job {job_id!r}")
             if ("uses" in step) == ("run" in step):
@@ -446,7 +473,9 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
 def check_steps(document: Mapping[str, Any]) -> None:
     """Refuse, before anything runs, every step and expression the runner would refuse later."""
     probe: dict[str, Any] = {name: {} for name in _CONTEXTS}
+    concurrency_of(document.get("concurrency"), probe)
     for job_id, job in document["jobs"].items():
+        concurrency_of(job.get("concurrency"), probe)
         conditions = [job.get("if")]
         values = [*(job.get("env") or {}).values(), *(job.get("outputs") or {}).values()]
         for step in job.get("steps") or []:
@@ -478,6 +507,37 @@ def _check_run(step: Mapping[str, Any], job_id: str) -> None:
             "make every run: step one `python -m scripts.mlops ...` command "
             "(no ;, &&, ||, pipes, redirections or command substitution).",
         )
+
+
+def _check_concurrency(spec: Any, where: str) -> None:
+    if spec is None or isinstance(spec, str):
+        return
+    _check_keys(spec, _CONCURRENCY_KEYS, f"the concurrency of {where}")
+    if "group" not in spec:
+        raise WorkflowError(
+            f"the concurrency of {where} has no `group:`", "name the group: `group: deploy-gate-MODEL`."
+        )
+
+
+def concurrency_of(spec: Any, contexts: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """A ``concurrency:`` value (a group name, or ``{group, cancel-in-progress}``), evaluated.
+
+    Returns (group name, cancel-in-progress), or None when there is no ``concurrency:``. The
+    group's ``${{ }}`` parts are evaluated like ``env:`` values; ``cancel-in-progress`` is a
+    boolean or an expression.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return interpolate(spec, contexts), False
+    cancel = spec.get("cancel-in-progress", False)
+    if isinstance(cancel, str):
+        cancel = truthy(evaluate(cancel, contexts))
+    elif not isinstance(cancel, bool):
+        raise WorkflowError(
+            f"cancel-in-progress is {cancel!r}, not a boolean", "write cancel-in-progress: false (or true)."
+        )
+    return interpolate(spec["group"], contexts), cancel
 
 
 def _check_keys(mapping: Any, allowed: set[str], where: str) -> None:
@@ -543,6 +603,11 @@ class Runner:
     stream: TextIO
     warm: bool = True
     pr_number: int = 1
+    locks: Path | None = None  # the concurrency groups' lock folder (None: ci_concurrency.lock_folder(repo))
+    run_id: str = field(default_factory=lambda: f"offline-{int(time.time() * 1000)}")
+    owner: str = field(default_factory=lambda: f"pid-{os.getpid()} {os.urandom(8).hex()}")
+    queued: dict[str, float] = field(default_factory=dict)  # every group held so far -> seconds queued
+    holding: set[str] = field(default_factory=set)  # the groups held right now
 
     def say(self, text: str = "") -> None:
         print(text, file=self.stream, flush=True)
@@ -563,7 +628,7 @@ class Runner:
                 "GITHUB_EVENT_PATH": str(self.out / "event.json"),
                 "GITHUB_WORKSPACE": str(self.repo),
                 "GITHUB_REPOSITORY": "offline/repository",
-                "GITHUB_RUN_ID": f"offline-{int(time.time() * 1000)}",
+                "GITHUB_RUN_ID": self.run_id,
                 "GITHUB_ACTOR": "offline-runner",
                 "MLOPS_CI_OFFLINE": str(self.out),
                 "PYTHONUNBUFFERED": "1",
@@ -590,16 +655,8 @@ class Runner:
                 f"the emulation folder {self.out} would contain the checkout {self.repo}",
                 "pass --out a folder of its own, e.g. .mlops/ci-run.",
             )
-        if self.out.exists():
-            if any(self.out.iterdir()) and not (self.out / "event.json").is_file():
-                raise MlopsError(
-                    f"{self.out} is not empty and is not an emulation folder, so it was left untouched",
-                    "pass --out a new or empty folder (it is emptied before every run).",
-                )
-            shutil.rmtree(self.out)
-        self.out.mkdir(parents=True)
         event = self.event()
-        (self.out / "event.json").write_text(json.dumps(event, indent=2))
+        name = str(document.get("name", self.workflow.name))
         github = {
             "event_name": "pull_request",
             "event": event,
@@ -607,24 +664,102 @@ class Runner:
             "repository": "offline/repository",
             "actor": "offline-runner",
             "workspace": str(self.repo),
+            "workflow": name,
+            "ref": f"refs/pull/{self.pr_number}/merge",
+            "run_id": self.run_id,
         }
         contexts: dict[str, Any] = {"github": github, "vars": dict(self.variables), "env": {}}
-        workflow_env = {key: interpolate(value, contexts) for key, value in (document.get("env") or {}).items()}
-        workflow_env.update(self.env_overrides)
-        self.say(
-            f"workflow {document.get('name', self.workflow.name)} ({self.workflow}) on pull_request "
-            f"labeled {self.label!r}, offline in {self.out}"
-        )
-        jobs: dict[str, JobResult] = {}
-        for job_id in job_order(document["jobs"]):
-            jobs[job_id] = self.run_job(job_id, document["jobs"][job_id], contexts, workflow_env, jobs)
-        run = WorkflowRun(self.workflow, self.out, jobs, time.perf_counter() - started)
-        (self.out / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+        self.say(f"workflow {name} ({self.workflow}) on pull_request labeled {self.label!r}, offline in {self.out}")
+        with ExitStack() as groups:
+            # The workflow's group is taken before the emulation folder is touched: a queued run
+            # empties nothing while the run holding the group still uses it.
+            self.hold(groups, document.get("concurrency"), contexts, "  ")
+            self.prepare_folder(event)
+            workflow_env = {key: interpolate(value, contexts) for key, value in (document.get("env") or {}).items()}
+            workflow_env.update(self.env_overrides)
+            jobs: dict[str, JobResult] = {}
+            for job_id in job_order(document["jobs"]):
+                job = document["jobs"][job_id]
+                with ExitStack() as job_group:
+                    needs = {n: {"result": jobs[n].result, "outputs": jobs[n].outputs} for n in _needs(job)}
+                    self.hold(job_group, job.get("concurrency"), {**contexts, "needs": needs}, "  ", job_id)
+                    jobs[job_id] = self.run_job(job_id, job, contexts, workflow_env, jobs)
+            self.check_folder()
+            run = WorkflowRun(self.workflow, self.out, jobs, time.perf_counter() - started, dict(self.queued))
+            (self.out / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
         self.say(f"\nworkflow {run.conclusion.upper()} in {run.seconds:.1f} s")
         if run.comment is not None:
             self.say(f"pull request comment ({self.out / 'pr-comment.md'}):\n")
             self.say(run.comment)
         return run
+
+    def hold(
+        self, stack: ExitStack, spec: Any, contexts: Mapping[str, Any], indent: str, job_id: str | None = None
+    ) -> None:
+        """Enter the concurrency group ``spec`` names (if any) on ``stack``: queue while another run holds it."""
+        from . import ci_concurrency
+
+        found = concurrency_of(spec, contexts)
+        if found is None:
+            return
+        group, cancel = found
+        where = "the workflow" if job_id is None else f"job {job_id!r}"
+        if group in self.holding:
+            raise WorkflowError(
+                f"{where} asks for concurrency group {group!r}, which this run already holds (GitHub cancels such a "
+                "job: a deadlock between the workflow's group and the job's)",
+                "give the job a group of its own, or drop its `concurrency:` (the workflow's group covers it).",
+            )
+        who = f"pid {os.getpid()} (run {self.run_id}, {where}, folder {self.out})"
+        held = stack.enter_context(
+            ci_concurrency.hold(
+                group,
+                self.locks or ci_concurrency.lock_folder(self.repo),
+                who=who,
+                cancel_in_progress=cancel,
+                say=lambda line: self.say(indent + line),
+            )
+        )
+        self.queued[group] = held.waited
+        self.holding.add(group)
+        stack.callback(self.holding.discard, group)  # a job's group is free again for the jobs after it
+
+    def prepare_folder(self, event: Mapping[str, Any]) -> None:
+        """Empty the emulation folder (only one of ours) and claim it for this run (``run-owner``)."""
+        if self.out.exists():
+            if any(self.out.iterdir()) and not (self.out / "event.json").is_file():
+                raise MlopsError(
+                    f"{self.out} is not empty and is not an emulation folder, so it was left untouched",
+                    "pass --out a new or empty folder (it is emptied before every run).",
+                )
+            for attempt in range(3):  # a run that does not hold the group may still be writing into it
+                try:
+                    shutil.rmtree(self.out)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "run-owner").write_text(self.owner + "\n")
+        (self.out / "event.json").write_text(json.dumps(event, indent=2))
+
+    def check_folder(self) -> None:
+        """Stop with :class:`FolderTaken` when another run has emptied and claimed the emulation folder."""
+        try:
+            owner = (self.out / "run-owner").read_text().strip()
+        except FileNotFoundError:
+            owner = ""
+        if owner != self.owner:
+            other = f"now {owner.split()[0]}" if owner else "emptied, not yet claimed"
+            raise FolderTaken(
+                f"another run emptied the emulation folder {self.out} while this run (pid {os.getpid()}) was using "
+                f"it (its run-owner: {other}); this run's step files and RUNNER_TEMP are gone, so it stopped",
+                "run the two one after the other: keep the workflow's `concurrency:` group (a second run then queues "
+                "before it touches the folder), or give each run its own --out folder.",
+            )
 
     def run_job(
         self,
@@ -638,15 +773,16 @@ class Runner:
         job_contexts = {**contexts, "needs": needs, "env": dict(workflow_env)}
         status = Status(failed=any(done[n].result != "success" for n in needs))
         self.say(f"\njob {job_id}" + (f" ({job['name']})" if "name" in job else ""))
-        for key in ("permissions", "concurrency", "environment"):
+        for key in ("permissions", "environment"):
             if key in job:
                 self.say(f"  {key}: {json.dumps(job[key])} (reported, not enforced offline)")
         if not condition(job.get("if"), job_contexts, status):
             self.say(f"  skipped (if: {job.get('if', 'success()')})")
             return JobResult(job_id, "skipped")
+        self.check_folder()
         folder = self.out / job_id
         temp = folder / "temp"
-        temp.mkdir(parents=True)
+        temp.mkdir(parents=True, exist_ok=True)
         summary = folder / "summary.md"
         summary.touch()
         # MLOPS_WORKSPACE_ROOT keeps the commands' (empty) local workspace folders out of the checkout.
@@ -678,6 +814,7 @@ class Runner:
             if outcome.outcome == "failure":
                 step_status.failed = True
         result.result = "failure" if step_status.failed else "success"
+        self.check_folder()
         final = {**job_contexts, "steps": steps, "env": declared}
         result.outputs = {key: interpolate(value, final) for key, value in (job.get("outputs") or {}).items()}
         result.summary = summary.read_text()
@@ -711,6 +848,7 @@ class Runner:
             self.say(f"  - {name}: skipped: the local virtual environment is the installed one (make venv)")
             result.outcome, result.note = "success", "install skipped"
             return result
+        self.check_folder()
         stem = f"{number:02d}-{_slug(step.get('id') or name)}"
         output_file, env_file = folder / f"{stem}.output", folder / f"{stem}.env"
         output_file.touch()
@@ -719,6 +857,7 @@ class Runner:
         step_env.update({key: interpolate(value, contexts) for key, value in (step.get("env") or {}).items()})
         self.say(f"  - {name}\n    $ {command}")
         started = time.perf_counter()
+        result.started_at = time.time()
         printed = _Lines(lambda line: self.say("    | " + line))
         from . import warm
 
@@ -740,6 +879,7 @@ class Runner:
             result.exit_code = process.wait()
         result.output = printed.close()[-MAX_STEP_OUTPUT:]
         result.seconds = time.perf_counter() - started
+        self.check_folder()  # before reading the step's files: they may belong to another run by now
         result.outputs = parse_key_values(output_file.read_text())
         exported = parse_key_values(env_file.read_text())
         env.update(exported)
@@ -817,6 +957,7 @@ def run_workflow(
     label: str = "deploy-candidate",
     stream: TextIO | None = None,
     warm: bool | None = None,
+    locks: str | Path | None = None,
 ) -> WorkflowRun:
     """Run ``workflow`` offline as if a pull request had just been given ``label``.
 
@@ -825,7 +966,9 @@ def run_workflow(
     ``env:`` values, as if the workflow file had set them. ``warm`` runs each project command
     in a process forked from a warm interpreter (:mod:`scripts.mlops.warm`: same commands, same
     environment, without re-importing MLflow per step); False starts a fresh ``python`` per step,
-    as GitHub does; None (the default) is warm unless ``MLOPS_COLD=1``.
+    as GitHub does; None (the default) is warm unless ``MLOPS_COLD=1``. ``locks`` is the folder
+    of the ``concurrency:`` groups' locks, shared by the runs that must exclude each other
+    (default: :func:`scripts.mlops.ci_concurrency.lock_folder` of ``repo``).
     """
     from . import warm as warm_module
 
@@ -838,5 +981,6 @@ def run_workflow(
         label,
         stream or sys.stdout,
         warm_module.enabled() if warm is None else warm,
+        locks=Path(locks).resolve() if locks is not None else None,
     )
     return runner.run()

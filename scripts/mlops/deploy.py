@@ -206,10 +206,19 @@ def _blocks(text: str) -> list[tuple[str | None, list[str]]]:
     return blocks
 
 
+def top_level_keys(text: str) -> list[str]:
+    """The top-level keys of a workflow's text, in file order."""
+    return [key for key, _ in _blocks(text) if key is not None]
+
+
+def workflow_without(text: str, *keys: str) -> str:
+    """A workflow's text with the top-level blocks ``keys`` taken out (comments elsewhere kept)."""
+    return "".join("".join(lines) for key, lines in _blocks(text) if key not in keys)
+
+
 def workflow_without_hardening(text: str | None = None) -> str:
     """The real workflow with its top-level ``permissions`` and ``concurrency`` taken out."""
-    text = WORKFLOW.read_text() if text is None else text
-    return "".join("".join(lines) for key, lines in _blocks(text) if key not in HARDENING_KEYS)
+    return workflow_without(WORKFLOW.read_text() if text is None else text, *HARDENING_KEYS)
 
 
 def workflow_with(hardening: str, promote_if: str | None = None, *, base: str | None = None) -> str:

@@ -330,3 +330,192 @@ def test_a_step_forked_from_the_warm_interpreter_does_what_a_fresh_one_does(
                       (out / "gate" / "summary.md").read_text())
     assert seen["1"][0] == 2 and "enterprise" in seen["1"][3]  # the regression was refused, with its table
     assert seen["0"] == seen["1"]
+
+
+# ----------------------------------------------------------------------------- concurrency groups
+
+
+def test_a_group_held_by_one_holder_queues_the_next_and_other_groups_do_not_wait(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from scripts.mlops import ci_concurrency
+
+    said: list[str] = []
+    windows: dict[str, tuple[float, float]] = {}
+
+    def holder(name: str, group: str) -> None:
+        with ci_concurrency.hold(group, tmp_path, who=f"holder {name}", say=said.append):
+            start = time.monotonic()
+            time.sleep(0.6)
+            windows[name] = (start, time.monotonic())
+
+    threads = [threading.Thread(target=holder, args=args) for args in (("a", "g"), ("b", "g"), ("c", "other"))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join(timeout=30)
+    (_, a_end), (b_start, _), (c_start, _) = windows["a"], windows["b"], windows["c"]
+    assert b_start >= a_end and c_start < a_end  # same group: one after the other; another group: at once
+    assert any("'g' is held by holder a; this run is queued" in line for line in said), said
+    assert any(line.startswith("concurrency: group 'g' acquired after") for line in said), said
+    with ci_concurrency.hold("g", tmp_path, who="first", say=said.append):
+        with pytest.raises(ci_concurrency.GroupBusy, match="held by first; with cancel-in-progress: true"):
+            with ci_concurrency.hold("g", tmp_path, who="second", cancel_in_progress=True, say=said.append):
+                pass
+    with pytest.raises(ci_concurrency.MlopsError, match="empty name"):
+        with ci_concurrency.hold(" ", tmp_path, who="x", say=said.append):
+            pass
+
+
+def test_the_lock_folder_is_per_checkout_and_an_unusable_one_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.mlops import ci_concurrency
+
+    monkeypatch.delenv("MLOPS_CI_LOCKS", raising=False)
+    one, other = ci_concurrency.lock_folder(tmp_path / "a" / "repo"), ci_concurrency.lock_folder(tmp_path / "b" / "repo")
+    assert one != other and one.name.startswith("repo-") and one.parent == other.parent
+    assert ci_concurrency.lock_folder(tmp_path / "a" / "repo") == one  # the same checkout, the same locks
+    monkeypatch.setenv("MLOPS_CI_LOCKS", str(tmp_path / "locks"))
+    assert ci_concurrency.lock_folder(tmp_path / "a" / "repo") == tmp_path / "locks"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ci_concurrency.MlopsError, match=r"cannot open the lock file (.|\n)* set MLOPS_CI_LOCKS"):
+        with ci_concurrency.hold("g", tmp_path / "a-file" / "locks", who="x"):
+            pass
+
+
+def test_the_group_is_evaluated_like_any_expression() -> None:
+    contexts = {"github": {"workflow": "deploy-gate", "ref": "refs/pull/7/merge"}, "vars": {"MODEL": "m"}}
+    spec = {"group": "${{ github.workflow }}-${{ vars.MODEL }}-${{ github.ref }}", "cancel-in-progress": "${{ true }}"}
+    assert ci_local.concurrency_of(spec, contexts) == ("deploy-gate-m-refs/pull/7/merge", True)
+    assert ci_local.concurrency_of("fixed", contexts) == ("fixed", False)
+    assert ci_local.concurrency_of(None, contexts) is None
+    with pytest.raises(WorkflowError, match="not a boolean"):
+        ci_local.concurrency_of({"group": "g", "cancel-in-progress": 1}, contexts)
+    with pytest.raises(WorkflowError, match="the context 'yes'"):
+        ci_local.concurrency_of({"group": "g", "cancel-in-progress": "yes please"}, contexts)
+
+
+def test_a_job_asking_for_the_group_its_run_holds_is_refused(tmp_path: Path) -> None:
+    top = "concurrency: same\n"
+    path = _workflow(tmp_path, "      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/d\"\n", top)
+    path.write_text(path.read_text().replace("    runs-on:", "    concurrency: same\n    runs-on:"))
+    with pytest.raises(WorkflowError, match="already holds"):
+        ci_local.run_workflow(path, repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+    path.write_text(path.read_text().replace("concurrency: same\njobs", "concurrency:\n  cancel: x\njobs"))
+    with pytest.raises(WorkflowError, match="does not emulate"):
+        ci_local.run_workflow(path, repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+
+
+def test_a_workflow_without_concurrency_takes_no_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_CI_LOCKS", str(tmp_path / "locks"))
+    out = io.StringIO()
+    run = ci_local.run_workflow(_workflow(tmp_path, "      - uses: actions/cache@v4\n"), repo=REPO,
+                                out=tmp_path / "ci", stream=out)
+    assert run.conclusion == "success" and run.queued == {} and "concurrency" not in out.getvalue()
+    assert not (tmp_path / "locks").exists()
+    assert json.loads((tmp_path / "ci" / "run.json").read_text())["concurrency"] == {}
+
+
+def _overlapping(prod: Production, tmp_path: Path, workflows: dict[str, Path], version: int,
+                 ) -> dict[str, ci_local.WorkflowRun]:
+    """Start one real gate run per workflow at (almost) the same time, each in its own folder."""
+    import threading
+    import time
+
+    from scripts.mlops.workspace import open_workspace
+
+    ws = open_workspace(baseline_refresh.WORKSPACE, fresh=False, root=prod.root)
+    variables = {"MLFLOW_TRACKING_URI": f"sqlite:///{ws.db.resolve()}",
+                 "MLOPS_RELEASES_DIR": str(prod.root / baseline_refresh.WORKSPACE / "releases")}
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": "v1.1.0"}))
+    runs: dict[str, ci_local.WorkflowRun] = {}
+
+    def gate(name: str) -> None:
+        runs[name] = ci_local.run_workflow(
+            workflows[name], repo=REPO, out=tmp_path / f"ci-{name}", variables=variables, stream=io.StringIO(),
+            env={"CANDIDATE_FILE": str(candidate), "BASELINE_FILE": str(prod.baseline)})
+
+    threads = [threading.Thread(target=gate, args=(name,)) for name in workflows]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join(timeout=600)
+    assert set(runs) == set(workflows)
+    return runs
+
+
+def _window(run: ci_local.WorkflowRun) -> tuple[float, float]:
+    """From the first step's start to the last step's end (wall clock)."""
+    ran = [step for job in run.jobs.values() for step in job.steps if step.started_at]
+    return min(s.started_at for s in ran), max(s.started_at + s.seconds for s in ran)
+
+
+@pytest.mark.slow
+def test_two_runs_of_the_real_workflow_in_one_group_are_serialised(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_CI_LOCKS", str(tmp_path / "locks"))
+    runs = _overlapping(prod, tmp_path, {"first": WORKFLOW, "second": WORKFLOW}, candidates["clean"])
+    assert all(run.conclusion == "success" for run in runs.values()), {k: r.to_dict() for k, r in runs.items()}
+    (_, first_end), (second_start, _) = _window(runs["first"]), _window(runs["second"])
+    assert first_end <= second_start, (first_end, second_start)  # no overlap: the second waited
+    group = "deploy-gate-churn-classifier"
+    assert runs["second"].queued[group] > 0.5 and runs["first"].queued[group] < 0.5
+    assert json.loads((tmp_path / "ci-second" / "run.json").read_text())["concurrency"][group]["queued_seconds"] > 0.5
+
+
+@pytest.mark.slow
+def test_runs_in_different_groups_run_side_by_side(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_CI_LOCKS", str(tmp_path / "locks"))
+    workflows = {}
+    for name in ("a", "b"):
+        workflows[name] = tmp_path / f"{name}.yml"
+        workflows[name].write_text(WORKFLOW.read_text().replace("group: deploy-gate-churn-classifier",
+                                                                f"group: deploy-gate-{name}"))
+    runs = _overlapping(prod, tmp_path, workflows, candidates["clean"])
+    assert all(run.conclusion == "success" for run in runs.values())
+    assert runs["a"].queued == {"deploy-gate-a": pytest.approx(0, abs=0.5)}
+    assert runs["b"].queued == {"deploy-gate-b": pytest.approx(0, abs=0.5)}
+    (a_start, a_end), (b_start, b_end) = _window(runs["a"]), _window(runs["b"])
+    assert b_start < a_end and a_start < b_end  # the windows overlap
+
+
+@pytest.mark.slow
+def test_a_killed_run_frees_its_group_at_once(
+        prod: Production, candidates: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL a `ci run` while it holds the group: the kernel drops its lock, the next run does not queue."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("MLOPS_CI_LOCKS", str(tmp_path / "locks"))
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text(json.dumps({"model": MODEL, "version": candidates["clean"], "semver": "v1.1.0"}))
+    log = tmp_path / "killed.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.mlops", "--workspace", baseline_refresh.WORKSPACE, "ci", "run",
+             "--workflow", str(WORKFLOW), "--repo", str(REPO), "--candidate", str(candidate),
+             "--baseline", str(prod.baseline), "--out", str(tmp_path / "ci-killed")],
+            cwd=prod.root, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "$ python -m scripts.mlops data" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert "acquired (no other run held it)" in log.read_text()
+        os.killpg(process.pid, signal.SIGKILL)  # mid-step, no chance to clean up
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    runs = _overlapping(prod, tmp_path, {"next": WORKFLOW}, candidates["clean"])
+    assert runs["next"].conclusion == "success"
+    assert runs["next"].queued["deploy-gate-churn-classifier"] < 0.5

@@ -7,18 +7,24 @@ incidents`` lists them; :func:`scripts.mlops.incidents.drill` runs one end to en
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
-from .base import Incident, Lab, Symptom, Verdict, free_port, run
+from .base import COMMAND_TIMEOUT, Incident, Lab, Symptom, Verdict, free_port, run
 
 if TYPE_CHECKING:
+    import threading
+
     import pandas as pd
+
+    from ..ci_local import WorkflowRun
 
 # --- shared pieces -------------------------------------------------------------------------------
 
@@ -941,45 +947,65 @@ def _wait_healthy(lab: Lab, process: Any, port: int, timeout: float = 180.0) -> 
     raise MlopsError(f"mlflow server on port {port} did not become healthy; its log ends with:\n{log}")
 
 
-# --- 10. two pipelines racing for one shared resource ------------------------------------------------
+# --- 10. two runs of the deploy gate racing for one emulation folder ------------------------------
 
-#: One request to the shared server with the standard library (fast start; exit 1 and a traceback if refused).
-_GET = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2).read()"
+#: The semver the race's candidate is released as (into the drill's own copy of the registry).
+RACE_SEMVER = "v0.0.1"
 
-_PIPELINE = """set -eo pipefail
-# start-infra: start the shared server unless one is running (the seed's shared EC2 instance)
-if ! { [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2> /dev/null; }; then
-  "$PY" -m http.server --bind 127.0.0.1 "$PORT" > /dev/null 2>&1 &
-  echo $! > "$STATE/pid"
-fi
-deadline=$((SECONDS + 30))
-until "$PY" -c "$GET" "http://127.0.0.1:$PORT/" 2> /dev/null; do
-  [ "$SECONDS" -lt "$deadline" ] || { echo "$NAME: the shared server never answered"; exit 1; }
-  sleep 0.1
-done
-# train: use the server for a while
-for step in $(seq 1 "$STEPS"); do
-  "$PY" -c "$GET" "http://127.0.0.1:$PORT/"
-  sleep 0.3
-done
-echo "$NAME: trained in $STEPS steps"
-# stop-infra: this run is done with the server, so it stops it
-kill "$(cat "$STATE/pid")" && rm -f "$STATE/pid"
-"""
+
+class _Trigger(io.StringIO):
+    """A run's log that sets ``event`` when a line containing ``mark`` is printed (the start of a step)."""
+
+    def __init__(self, mark: str, event: "threading.Event") -> None:
+        super().__init__()
+        self.mark, self.event = mark, event
+
+    def write(self, text: str) -> int:
+        if self.mark in text:
+            self.event.set()
+        return super().write(text)
+
+
+@dataclass
+class RaceRun:
+    """One run of the race: the runner's result, or the error that stopped it, and its log."""
+
+    name: str
+    run: "WorkflowRun | None"
+    error: str | None
+    log: str
+
+    @property
+    def line(self) -> str:
+        if self.error is not None:
+            return f"{self.name} -> {self.error}"
+        assert self.run is not None
+        return f"{self.name} -> {self.run.conclusion}"
 
 
 class PipelinesRacing(Incident):
     name = "pipelines_racing"
-    title = "Two pipeline runs share one server, and the first to finish stops it under the other"
-    symptom = "the longer run exits 1: urllib.error.URLError: <urlopen error [Errno 111] Connection refused>"
-    cause = "each run assumes it owns the shared resource; nothing makes the second wait for the first"
-    fix = (
-        "serialise the runs: one concurrency group per resource with cancel-in-progress: false on GitHub, a lock "
-        "(flock) around the whole run locally; the second run queues instead of failing"
+    title = "Two runs of the deploy gate share one folder, and the second empties it under the first"
+    symptom = (
+        "the first run stops with FolderTaken: another run emptied the emulation folder while this run was using it; "
+        "the second, started while the first was checking its evaluation set, runs to the end"
     )
-    verification = "two overlapping runs both exit 0: the second waits for the first instead of losing its server"
+    cause = (
+        "the workflow's `concurrency:` group was removed, so nothing makes the second run wait: it empties the folder "
+        "the first is using (RUNNER_TEMP, the step files), and two gates would promote side by side"
+    )
+    fix = (
+        "restore the workflow's `concurrency:` group (one per model, cancel-in-progress: false): the offline runner, "
+        "like GitHub, queues the second run until the first has finished"
+    )
+    verification = (
+        "the workflow names a concurrency group, and two overlapping runs both succeed, the second printed as queued; "
+        "the second's steps start after the first's end; the release is in the index once and the alias points at it"
+    )
     anti_fix = (
-        "never stopping the server (it runs and costs forever), or a sleep between runs that only shifts the race"
+        "a separate --out folder per run (no crash, but two gates still promote side by side, so whichever finishes "
+        "last owns @production, whatever order the labels were given in), or a sleep between the runs that only "
+        "shifts the race"
     )
 
     @staticmethod
@@ -988,49 +1014,143 @@ class PipelinesRacing(Incident):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _write(self, lab: Lab, locked: bool) -> None:
-        runner = (
-            'exec flock "$STATE/lock" bash "$STATE/pipeline.sh"\n' if locked else 'exec bash "$STATE/pipeline.sh"\n'
-        )
-        _write_script(self.folder(lab) / "pipeline.sh", _PIPELINE)
-        _write_script(self.folder(lab) / "run.sh", "set -eo pipefail\n" + runner)
+    def _write_workflow(self, lab: Lab, *, with_concurrency: bool) -> Path:
+        """The repository's workflow, as it is or with its top-level ``concurrency:`` block taken out."""
+        from ..deploy import WORKFLOW, top_level_keys, workflow_without
+
+        text = WORKFLOW.read_text()
+        if "concurrency" not in top_level_keys(text):
+            raise MlopsError(
+                f"{WORKFLOW} has no top-level `concurrency:` block, so this drill has nothing to remove",
+                "restore the block (book/04-ci-deploy-gate.md shows it) before running the drill.",
+            )
+        if not with_concurrency:
+            text = workflow_without(text, "concurrency")
+        return _write_script(self.folder(lab) / "deploy-gate.yml", text)
 
     def break_(self, lab: Lab) -> None:
-        lab.notes["port"] = free_port()
-        self._write(lab, locked=False)
+        """A copy of the lab's registry, a release folder, a baseline and a candidate; the gate without its group."""
+        import sqlite3
+        from contextlib import closing
 
-    def race(self, lab: Lab) -> tuple[Symptom, Symptom]:
-        """Start a short run, then a long one 0.5 s later; both outcomes."""
+        from .. import ci_local, evaluate, registry
+
+        ci_local.warm_up()  # the runs' steps fork from a warm interpreter; start it while the rest is set up
+        folder = self.folder(lab)
+        for name in ("ci-run", "releases", "locks"):
+            shutil.rmtree(folder / name, ignore_errors=True)
+        copy = folder / "mlflow.db"
+        copy.unlink(missing_ok=True)
+        with closing(sqlite3.connect(lab.db)) as source, closing(sqlite3.connect(copy)) as target:
+            source.backup(target)  # promotions go to this copy; the artifacts are shared read-only
+        version = registry.current_version(lab.model, lab.alias)
+        if version is None:
+            raise MlopsError(f"{lab.model} has no @{lab.alias} in {lab.db}", "promote a version first (Lab 02).")
+        baseline = folder / f"baseline-v{version}.json"
+        if not baseline.is_file():  # the candidate's own evaluation: the gate passes, and only the race can fail it
+            model = registry.load_model(registry.model_uri(lab.model, version))
+            evaluate.write_json(evaluate.evaluate_file(model, lab.data_file("eval"), model=lab.model), baseline)
+        candidate = folder / "candidate.json"
+        candidate.write_text(json.dumps({"model": lab.model, "version": version, "semver": RACE_SEMVER}) + "\n")
+        lab.notes["race_version"] = version
+        lab.notes["race_baseline"] = baseline
+        self._write_workflow(lab, with_concurrency=False)
+
+    def race(self, lab: Lab) -> tuple[RaceRun, RaceRun]:
+        """Run the gate twice on one emulation folder; run-2 starts when run-1 starts its second step.
+
+        The start point is an event, not a delay: run-1 has written the frozen evaluation set into
+        its RUNNER_TEMP and is about to read it back when run-2 starts (and, without a group,
+        empties the folder).
+        """
         import threading
-        import time
 
-        results: dict[str, Symptom] = {}
+        from ..ci_local import run_workflow
+        from ..deploy import REPO
 
-        def one(name: str, steps: int) -> None:
-            env = lab.env(PY=_python(), GET=_GET, STATE=str(self.folder(lab)), PORT=str(lab.notes["port"]),
-                          NAME=name, STEPS=str(steps))  # fmt: skip
-            results[name] = run(["bash", str(self.folder(lab) / "run.sh")], cwd=self.folder(lab), env=env, timeout=90)
+        folder = self.folder(lab)
+        start_second = threading.Event()
+        results: dict[str, RaceRun] = {}
 
-        short = threading.Thread(target=one, args=("run-1", 2))
-        long = threading.Thread(target=one, args=("run-2", 8))
-        short.start()
-        time.sleep(0.5)
-        long.start()
-        short.join()
-        long.join()
+        def one(name: str, stream: io.StringIO) -> None:
+            run, error = None, None
+            try:
+                run = run_workflow(
+                    folder / "deploy-gate.yml",
+                    repo=REPO,
+                    out=folder / "ci-run",
+                    locks=folder / "locks",
+                    variables={
+                        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+                        "MLOPS_RELEASES_DIR": str(folder / "releases"),
+                    },
+                    env={
+                        "CANDIDATE_FILE": str(folder / "candidate.json"),
+                        "BASELINE_FILE": str(lab.notes["race_baseline"]),
+                    },
+                    stream=stream,
+                )
+            except MlopsError as exc:
+                error = f"{type(exc).__name__}: {exc.problem}"
+            except Exception as exc:  # noqa: BLE001 - reported as the run's outcome; the drill goes on
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                start_second.set()  # never leave run-2 waiting for a mark run-1 will not print
+                results[name] = RaceRun(name, run, error, stream.getvalue())
+
+        first = threading.Thread(
+            target=one, args=("run-1", _Trigger("$ python -m scripts.mlops ci verify-eval-hash", start_second))
+        )
+        second = threading.Thread(target=one, args=("run-2", io.StringIO()))
+        first.start()
+        start_second.wait(COMMAND_TIMEOUT)
+        second.start()
+        first.join(COMMAND_TIMEOUT)
+        second.join(COMMAND_TIMEOUT)
+        if first.is_alive() or second.is_alive():
+            raise MlopsError(f"the race's runs did not finish within {COMMAND_TIMEOUT:g} s", "see their logs.")
         return results["run-1"], results["run-2"]
 
     def observe(self, lab: Lab) -> Symptom:
         first, second = self.race(lab)
-        return Symptom("exit", f"run-1 -> exit {first.code}\n{first.text}\n\nrun-2 -> exit {second.code}\n{second.text}",
-                       second.code)  # fmt: skip
+        steps = [line for line in first.log.splitlines() if line.startswith(("  - ", "    FAILED", "    ok"))]
+        lines = [first.line, second.line, "", "run-1's last steps:", *steps[-3:]]
+        return Symptom("exception", "\n".join(lines))
 
     def repair(self, lab: Lab) -> None:
-        self._write(lab, locked=True)
+        self._write_workflow(lab, with_concurrency=True)
 
     def verify(self, lab: Lab) -> Verdict:
+        import mlflow
+
+        from .. import ci_local, release
+
+        document = ci_local.load_workflow(self.folder(lab) / "deploy-gate.yml")
+        group = ci_local.concurrency_of(document.get("concurrency"), {"github": {}, "vars": {}})
+        if group is None:  # checked first: the race itself takes two full runs
+            return Verdict(False, "the workflow has no top-level `concurrency:` group, so nothing queues a second run")
         first, second = self.race(lab)
-        return Verdict(first.code == 0 and second.code == 0, f"run-1 exit {first.code}, run-2 exit {second.code}")
+        for result in (first, second):
+            if result.run is None or result.run.conclusion != "success":
+                return Verdict(False, f"{first.line}; {second.line}: both runs must succeed")
+        assert first.run is not None and second.run is not None
+        waited = second.run.queued.get(group[0])
+        if not waited:
+            return Verdict(False, f"run-2 did not queue for the group {group[0]!r}: nothing serialised the runs")
+        first_end = max(s.started_at + s.seconds for job in first.run.jobs.values() for s in job.steps if s.started_at)
+        second_start = min(s.started_at for job in second.run.jobs.values() for s in job.steps if s.started_at)
+        if second_start < first_end:
+            return Verdict(
+                False, f"run-2's first step started {first_end - second_start:.1f} s before run-1's last ended"
+            )
+        folder = self.folder(lab)
+        lines = [line for line in release.index_lines(folder / "releases") if line["semver"] == RACE_SEMVER]
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        alias = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(lab.model, lab.alias)
+        if len(lines) != 1 or int(alias.version) != lab.notes["race_version"]:
+            return Verdict(False, f"{len(lines)} index lines for {RACE_SEMVER}, @{lab.alias} -> {alias.version}")
+        return Verdict(True, f"both runs succeeded; run-2 queued {waited:.1f} s and started after run-1 ended; "
+                             f"{RACE_SEMVER} released once, @{lab.alias} -> version {alias.version}")  # fmt: skip
 
 
 CATALOGUE: tuple[Incident, ...] = (
