@@ -47,7 +47,7 @@ TARGET_OVERHEAD = 0.10
 def hand_commands(version: int, semver: str) -> list[str]:
     """The workflow's run: steps as a person would type them (values inlined instead of outputs)."""
     return [
-        'python -m scripts.mlops data --out "$RUNNER_TEMP/data"',
+        'python -m scripts.mlops data --batch eval --out "$RUNNER_TEMP/data"',
         'python -m scripts.mlops ci verify-eval-hash --baseline "$BASELINE_FILE" --data "$RUNNER_TEMP/data/churn_eval.csv"',
         'python -m scripts.mlops ci candidate --file "$CANDIDATE_FILE" --model "$MODEL_NAME"',
         f'python -m scripts.mlops evaluate --model-uri models:/{MODEL}/{version} --data "$RUNNER_TEMP/data/churn_eval.csv" '

@@ -1,8 +1,15 @@
 """Imported once by the warm interpreter of :mod:`scripts.mlops.warm`, before it forks commands.
 
-Only imports: nothing here opens a store, reads the environment or starts a thread (a process
-that forks must be single-threaded). The list is what the deploy gate's commands and the model server load lazily.
-skops comes first: its import searches every loaded module (see ``cli.common.import_skops_first``).
+Imports, and one read-only scan: nothing here opens a store, reads the environment or starts a
+thread (a process that forks must be single-threaded). The list is what the deploy gate's commands
+and the model server load lazily. skops comes first: its import searches every loaded module (see
+``cli.common.import_skops_first``).
+
+The scan is MLflow's map of installed distributions, which ``mlflow.pyfunc.load_model`` builds on
+first use to compare a model's pinned requirements with the installed packages: a walk over every
+file of every distribution in site-packages, over a second per model load on the course machine.
+MLflow keeps it in a module global, so every forked command inherits it; the children share this
+interpreter's site-packages (a command with another ``PYTHONPATH`` gets a fresh interpreter).
 """
 # ruff: noqa: F401, I001 - imported for their side effect, in this order on purpose
 
@@ -19,4 +26,32 @@ import uvicorn
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as _RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingStore
 
-from . import app, cli, compare_baseline, data, evaluate, gate, registry, release, train, workspace
+# What opening a SQLite store and scoring a DataFrame import on first use (measured per command).
+import alembic.command
+import alembic.config
+import encodings.cp437
+import mlflow.store.model_registry.sqlalchemy_workspace_store
+import mlflow.store.tracking.sqlalchemy_workspace_store
+import mlflow.tracing.export.utils
+import mlflow.tracing.processor.base_mlflow
+import mlflow.tracing.processor.otel
+import mlflow.tracing.utils.environment
+import narwhals._interchange.dataframe
+import narwhals._pandas_like.dataframe
+import narwhals._pandas_like.namespace
+import narwhals.stable.v2
+import narwhals.stable.v2._namespace
+import opentelemetry.sdk.metrics
+import pyarrow.pandas_compat
+import pyarrow.vendored.version
+import sqlalchemy.dialects.sqlite
+
+from . import app, baseline_refresh, ci_local, cli, compare_baseline, data, evaluate, gate, promotion, registry, release
+from . import train, workspace
+
+try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
+    from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+except ImportError:  # pragma: no cover - depends on MLflow's layout
+    pass
+else:
+    _init_modules_to_packages_map()

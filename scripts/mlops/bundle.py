@@ -30,6 +30,8 @@ MANIFEST = "manifest.json"
 MODEL_DIR = "model"
 EVIDENCE_FILES = ("params.json", "metrics.json", "evaluation.json", "gate.json", "lock.json")
 REVIEW_NOTE = "review_note.md"
+#: The run tag in which training records the code revision (``train.code_sha256()``).
+CODE_TAG = "mlops.code_sha256"
 METRIC = "accuracy"
 METRIC_DEFINITION = (
     "accuracy: the share of rows whose predicted churn label ('yes'/'no') equals the true label, "
@@ -101,7 +103,6 @@ def cut(
     from . import gate, registry
     from .compare_baseline import compare
     from .release import canonical_sha
-    from .train import CODE_TAG
 
     dest = Path(dest)
     if dest.exists():

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import data
+from .bundle import CODE_TAG
 from .errors import MlopsError
 from .evaluate import evaluate, to_frame
 
@@ -120,9 +121,6 @@ def pip_requirements() -> list[str]:
         f"pandas=={pd.__version__}",
         f"numpy=={np.__version__}",
     ]
-
-
-CODE_TAG = "mlops.code_sha256"
 
 
 def code_sha256() -> str:

@@ -134,3 +134,47 @@ def test_a_run_that_never_recorded_its_code_revision_cannot_be_defended(entered:
         client.set_tag(run_id, CODE_TAG, code)
     assert not lock.passed and "never recorded its code revision" in lock.reason
     assert lock.repair.startswith("re-run the declared pipeline")
+
+
+def _findings(report: object) -> list[tuple[str, bool, str]]:
+    return [(f.name, f.passed, f.reason) for f in report.findings]  # type: ignore[attr-defined]
+
+
+def test_the_parallel_re_evaluation_answers_exactly_as_the_in_process_one(entered: Registry, tmp_path: Path) -> None:
+    from scripts.mlops.audit.reeval import Pending
+
+    edited = tmp_path / "edited"
+    shutil.copytree(entered.good, edited)
+    next(case for case in CATALOGUE if case.name == "number_edited_to_look_right").build(edited, entered.ctx)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(entered.good, corrupt)
+    (corrupt / bundle.MODEL_DIR / "model.skops").write_bytes(b"not a zip file")
+    for folder in (entered.good, edited, corrupt):
+        assert _findings(audit(folder, pending=Pending.start(folder))) == _findings(audit(folder)), folder.name
+    restored = next(f for f in audit(corrupt, pending=Pending.start(corrupt)).findings
+                    if f.name == "metrics_describe_model")  # fmt: skip
+    assert not restored.passed and restored.reason.startswith("the bundled model cannot be restored: skops cannot load")
+
+
+def test_a_model_consumers_cannot_load_with_mlflow_is_not_restorable(entered: Registry, tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    shutil.copytree(entered.good, folder)
+    mlmodel = folder / bundle.MODEL_DIR / "MLmodel"
+    text = mlmodel.read_text()
+    mlmodel.write_text(text.replace("  python_function:", "  not_a_flavor:", 1))
+    finding = next(f for f in audit(folder).findings if f.name == "metrics_describe_model")
+    assert not finding.passed and "no python_function flavor" in finding.reason, finding
+
+
+def test_a_re_evaluation_process_that_dies_fails_the_check_closed(entered: Registry) -> None:
+    import subprocess
+    import sys
+
+    from scripts.mlops.audit.reeval import Pending
+
+    dying = Pending(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit('killed by the OOM killer')"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+    finding = next(f for f in audit(entered.good, pending=dying).findings if f.name == "metrics_describe_model")
+    assert not finding.passed
+    assert finding.reason == "could not be checked: the re-evaluation process exited 1: killed by the OOM killer"
+    assert dying.process.returncode == 1

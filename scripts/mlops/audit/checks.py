@@ -13,7 +13,6 @@ import fnmatch
 import json
 import math
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import bundle
 from ..errors import MlopsError
+from . import reeval
 
 TOL = 1e-9
 UNSUPPORTED = (
@@ -98,6 +98,7 @@ class Context:
     manifest: dict[str, Any]
     files: dict[str, Any] = field(default_factory=dict)  # parsed evidence files (None if unreadable)
     problems: dict[str, str] = field(default_factory=dict)  # why an evidence file is unreadable
+    pending: reeval.Pending | None = None  # the re-evaluation, when it runs in a parallel process
 
     def evidence(self, name: str) -> Any:
         if name not in self.files:
@@ -228,20 +229,31 @@ def check_metrics_match_run(ctx: Context) -> tuple[bool, str, str]:
     return True, f"the {len(found)} metrics the run recorded", ""
 
 
+def _consumers_can_load(model_dir: Path) -> None:
+    """RestoreError unless MLflow reads the MLmodel file and finds the flavor consumers load."""
+    from mlflow.models import Model
+
+    try:
+        flavors = Model.load(str(model_dir)).flavors
+    except Exception as exc:  # noqa: BLE001 - a missing or malformed MLmodel file
+        raise reeval.RestoreError(f"MLflow cannot read the model's MLmodel file: {exc}") from None
+    if "python_function" not in flavors:
+        raise reeval.RestoreError(f"the MLmodel file has no python_function flavor (only {sorted(flavors)})")
+
+
 def check_metrics_describe_model(ctx: Context) -> tuple[bool, str, str]:
-    from .. import data, evaluate, registry
+    from ..datafiles import FROZEN_EVAL_SHA256 as frozen
 
     evaluation = ctx.evidence("evaluation.json")
     metrics = ctx.evidence("metrics.json")
+    model_dir = (ctx.root / bundle.MODEL_DIR).resolve()
     try:
-        # The environment is a question of its own (check_lock_supports_artifact).
-        model = registry.load_model(str((ctx.root / bundle.MODEL_DIR).resolve()), check_environment=False)
-    except MlopsError as exc:
+        _consumers_can_load(model_dir)
+        scored = ctx.pending.result() if ctx.pending is not None else reeval.reevaluate(model_dir)
+    except reeval.RestoreError as exc:
         return False, f"the bundled model cannot be restored: {str(exc).splitlines()[0]}", "reject"
-    with tempfile.TemporaryDirectory(prefix="audit-") as scratch:
-        paths = data.write_datasets(scratch, batches=("eval",))
-        scored = evaluate.evaluate_file(model, paths["eval"])
-        frozen = data.fingerprint(paths["eval"])
+    if scored.get("eval_set_hash") != frozen:
+        return False, "the re-evaluation did not run on the frozen evaluation set", "reject"
     if not isinstance(evaluation, dict) or evaluation.get("eval_set_hash") != frozen:
         return False, "evaluation.json was not computed on the frozen evaluation set", "regenerate"
     claimed = {"overall": evaluation.get("overall"), "buckets": evaluation.get("buckets")}
@@ -274,7 +286,6 @@ def _fmt(claimed: Mapping[str, Any], key: str) -> str:
 
 def check_lock_supports_artifact(ctx: Context) -> tuple[bool, str, str]:
     from ..release import canonical_sha, model_sha
-    from ..train import CODE_TAG
 
     lock = ctx.evidence("lock.json")
     if not isinstance(lock, dict):
@@ -294,7 +305,7 @@ def check_lock_supports_artifact(ctx: Context) -> tuple[bool, str, str]:
     recorded_data = {
         key: run.data.params.get(key) for key in ("train_file", "train_sha256", "eval_file", "eval_sha256")
     }
-    code = run.data.tags.get(CODE_TAG)
+    code = run.data.tags.get(bundle.CODE_TAG)
     unrecorded = [
         what
         for what, absent in (("data fingerprints", None in recorded_data.values()), ("code revision", not code))
@@ -379,18 +390,36 @@ QUESTIONS: dict[str, tuple[str, Check]] = {
 }
 
 
-def audit(folder: str | Path) -> AuditReport:
-    """Answer every review question for the bundle in ``folder`` (the registry must be reachable)."""
-    ctx = open_bundle(folder)
+def audit(folder: str | Path, *, pending: reeval.Pending | None = None) -> AuditReport:
+    """Answer every review question for the bundle in ``folder`` (the registry must be reachable).
+
+    ``pending`` is the model's re-evaluation already running in a second process
+    (``reeval.Pending.start(folder)``): the command line's choice, which starts it before it
+    imports MLflow. Without it the model is re-evaluated in this process. Either way it is
+    stopped when the audit ends.
+    """
+    try:
+        ctx = open_bundle(folder)
+    except MlopsError:
+        if pending is not None:
+            pending.stop()
+        raise
+    ctx.pending = pending
     report = AuditReport(Path(folder))
-    for name, (question, check) in QUESTIONS.items():
-        try:
-            passed, reason, repair = check(ctx)
-        except _Missing as exc:
-            passed, reason, repair = False, f"missing evidence: {exc}", "regenerate"
-        except MlopsError as exc:
-            passed, reason, repair = False, f"could not be checked: {str(exc).splitlines()[0]}", "reject"
-        report.findings.append(Finding(name, question, passed, reason, REPAIRS.get(repair, "") if not passed else ""))
+    try:
+        for name, (question, check) in QUESTIONS.items():
+            try:
+                passed, reason, repair = check(ctx)
+            except _Missing as exc:
+                passed, reason, repair = False, f"missing evidence: {exc}", "regenerate"
+            except MlopsError as exc:
+                passed, reason, repair = False, f"could not be checked: {str(exc).splitlines()[0]}", "reject"
+            report.findings.append(
+                Finding(name, question, passed, reason, REPAIRS.get(repair, "") if not passed else "")
+            )
+    finally:
+        if ctx.pending is not None:
+            ctx.pending.stop()
     return report
 
 
