@@ -69,7 +69,7 @@ $(STAMP): requirements.txt pyproject.toml
 FIGURE_CACHE := _build/.jupyter_cache
 FIGURE_STAMP := _build/.figures.stamp
 FIGURE_SOURCES := scripts/book_charts.py $(wildcard scripts/mlops/*.py scripts/mlops/*/*.py) \
-  eval_baseline.json .github/workflows/deploy-gate.yml requirements.txt
+  eval_baseline.json .github/workflows/deploy-gate.yml requirements.txt bench/results/contention.json
 
 $(FIGURE_STAMP): $(FIGURE_SOURCES)
 	rm -rf $(FIGURE_CACHE)

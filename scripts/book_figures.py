@@ -1,5 +1,8 @@
 """The figures the book's chapters quote, read from the stored outputs of the reference notebooks.
 
+Chapter 05's figures come from the committed contention measurement instead
+(``bench/results/contention.json``, written by ``bench/bench_contention.py``).
+
 A chapter never types a measured number by hand: it writes a MyST substitution such as
 ``{{ l03_overall_change }}``, and its front matter defines the value::
 
@@ -23,17 +26,20 @@ After re-executing a solution, run it: a changed output then changes the prose w
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 SOLUTIONS = REPO / "solutions"
+CONTENTION = REPO / "bench" / "results" / "contention.json"
 USE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 FRONT = re.compile(r"\A---\n(?P<body>.*?)\n---\n", re.S)
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -147,6 +153,96 @@ def figures() -> dict[str, str]:
             "l03_enterprise_share": f"{100 * baseline['enterprise'][1] / baseline['(overall)'][1]:.1f} %",
         }
     )
+    values.update(contention_figures(json.loads(CONTENTION.read_text())))
+    return values
+
+
+def _writers_phrase(counts: list[int]) -> str:
+    words = [str(count) for count in counts]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def load_range(document: dict[str, Any]) -> str:
+    """The 1-minute load averages seen while the contention measurement ran, as "low to high"."""
+    loads = [float(document["machine"]["load_average"][0])]
+    loads += [float(row["load_average"][0]) for row in document["rows"] if "load_average" in row]
+    low, high = min(loads), max(loads)
+    return f"{low:.0f}" if round(low) == round(high) else f"{low:.0f} to {high:.0f}"
+
+
+def contention_figures(document: dict[str, Any]) -> dict[str, str]:
+    """Chapter 05's figures, from the contention measurement (``bench/results/contention.json``).
+
+    "top" is the largest number of writers measured; "failed" figures read "N of M" calls.
+    """
+    rows = document["rows"]
+    counts = sorted({int(row["writers"]) for row in rows})
+    top = counts[-1]
+
+    def row(backend: str, mode: str = "one-by-one", retries: str = "off", writers: int = top) -> dict[str, Any]:
+        for candidate in rows:
+            if (candidate["backend"], candidate["mode"], candidate["retries"], int(candidate["writers"])) == (
+                backend,
+                mode,
+                retries,
+                writers,
+            ):
+                return dict(candidate)
+        raise FigureError(f"contention.json has no row {backend}/{mode}/retries {retries}/{writers} writers")
+
+    def failed(backend: str, mode: str = "one-by-one", retries: str = "off") -> str:
+        found = row(backend, mode, retries)
+        return f"{found['failed_calls']} of {found['calls']}"
+
+    def seconds(value: float) -> str:
+        return f"{value:.1f} s"
+
+    sqlite_failing = [
+        writers for writers in counts if row("sqlite", writers=writers)["failed_calls"]
+    ]  # one by one, retries off: the seed's pattern
+    if sqlite_failing:
+        first = row("sqlite", writers=sqlite_failing[0])
+        kinds = ", ".join(f"{count} {kind}" for kind, count in first["failure_kinds"].items())
+        verdict = (
+            f"the first calls failed at {sqlite_failing[0]} writers "
+            f"({first['failed_calls']} of {first['calls']}: {kinds})"
+        )
+        reading = (
+            "From there on, SQLite refused writes it could not lock in time, and the writer saw the error; "
+            "retries and PostgreSQL are measured against exactly that load."
+        )
+    else:
+        verdict = f"no call failed at any load measured, up to {top} writers at once"
+        reading = (
+            "The seed's errors did not appear: the server queued the writes and every writer waited "
+            "instead, so on this machine contention costs time, not data."
+        )
+    starts = document["server_start"]
+    values = {
+        "l05_calls": str(document["metrics"]),
+        "l05_writers": _writers_phrase(counts),
+        "l05_top": str(top),
+        "l05_configurations": str(len(rows)),
+        "l05_failed_total": str(sum(int(found["failed_calls"]) for found in rows)),
+        "l05_calls_total": str(sum(int(found["calls"]) for found in rows)),
+        "l05_sqlite_verdict": verdict,
+        "l05_reading": reading,
+        "l05_sqlite_failed": failed("sqlite"),
+        "l05_sqlite_retries_failed": failed("sqlite", retries="on"),
+        "l05_sqlite_batched_failed": failed("sqlite", mode="batched"),
+        "l05_postgres_failed": failed("postgres"),
+        "l05_sqlite_slowest": seconds(row("sqlite")["slowest_writer_s"]),
+        "l05_sqlite_batched_slowest": seconds(row("sqlite", mode="batched")["slowest_writer_s"]),
+        "l05_postgres_slowest": seconds(row("postgres")["slowest_writer_s"]),
+        "l05_postgres_batched_slowest": seconds(row("postgres", mode="batched")["slowest_writer_s"]),
+        "l05_load": load_range(document),
+        "l05_cpus": str(document["machine"]["cpus"]),
+        "l05_sqlite_fresh_start": seconds(starts["sqlite"]["fresh"]["server_healthy_s"]),
+        "l05_sqlite_migrated_start": seconds(starts["sqlite"]["migrated"]["server_healthy_s"]),
+        "l05_postgres_fresh_start": seconds(starts["postgres"]["fresh"]["server_healthy_s"]),
+        "l05_postgres_migrated_start": seconds(starts["postgres"]["migrated"]["server_healthy_s"]),
+        "l05_postgres_schema": seconds(starts["postgres"]["migrated"]["prepare_s"]),
+    }
     return values
 
 

@@ -94,3 +94,44 @@ def test_a_notebook_chapters_front_matter_is_kept_around_the_figures() -> None:
     assert f'l03_overall_change: "{figures["l03_overall_change"]}"' in fresh
     assert book_figures.with_front_matter(fresh, figures) == fresh
     assert book_figures.with_front_matter(f"---\n{notebook}\n---\nNo figure.\n", figures) == f"---\n{notebook}\n---\nNo figure.\n"
+
+
+def _contention_document(failed_at_16: int) -> dict[str, object]:
+    rows = []
+    for backend in ("sqlite", "postgres"):
+        for mode in ("one-by-one", "batched"):
+            for retries in ("off", "on"):
+                for writers in (4, 16):
+                    rows.append({"backend": backend, "mode": mode, "retries": retries, "writers": writers,
+                                 "calls": writers * (1 if mode == "batched" else 50), "failed_calls": 0,
+                                 "failure_kinds": {}, "slowest_writer_s": writers * 1.25})  # fmt: skip
+    rows[1].update(failed_calls=failed_at_16, failure_kinds={"database is locked": failed_at_16} if failed_at_16 else {})
+    start = {"fresh": {"server_healthy_s": 120.0}, "migrated": {"server_healthy_s": 20.0, "prepare_s": 2.5}}
+    return {"metrics": 50, "machine": {"cpus": 2, "load_average": [3.5, 3.0, 2.0]}, "rows": rows,
+            "server_start": {"sqlite": start, "postgres": start}}  # fmt: skip
+
+
+def test_contention_figures_say_what_the_measurement_says() -> None:
+    calm = book_figures.contention_figures(_contention_document(0))
+    assert calm["l05_sqlite_verdict"] == "no call failed at any load measured, up to 16 writers at once"
+    assert calm["l05_sqlite_failed"] == "0 of 800" and calm["l05_sqlite_batched_failed"] == "0 of 16"
+    assert calm["l05_writers"] == "4 and 16" and calm["l05_sqlite_slowest"] == "20.0 s"
+    assert calm["l05_postgres_schema"] == "2.5 s" and calm["l05_sqlite_fresh_start"] == "120.0 s"
+    assert calm["l05_load"] == "4", "no row has a load of its own: the load when it started"
+    locked = book_figures.contention_figures(_contention_document(7))
+    assert locked["l05_sqlite_verdict"] == "the first calls failed at 16 writers (7 of 800: 7 database is locked)"
+    assert locked["l05_failed_total"] == "7"
+    assert "did not appear" in calm["l05_reading"] and "refused writes" in locked["l05_reading"]
+
+
+def test_chapter_05_quotes_the_committed_contention_measurement() -> None:
+    """Its prose reads the measured numbers from bench/results/contention.json, and types none of them."""
+    chapter = REPO / "book" / "05-troubleshooting.md"
+    names = book_figures.used(chapter.read_text())
+    assert {"l05_sqlite_verdict", "l05_sqlite_slowest", "l05_postgres_failed"} <= set(names)
+    figures = book_figures.figures()
+    prose = FENCE.sub("", _body(chapter))
+    seconds = sorted({figures[name] for name in names if figures[name].endswith(" s")})
+    typed = [value for value in seconds if value in prose]
+    assert not typed, f"05-troubleshooting.md types {typed} by hand: quote them with a substitution"
+    assert "lab05_contention()" in chapter.read_text(), "the chapter draws the measurement"

@@ -1,4 +1,4 @@
-"""Charts for the labs and the book: per-slice accuracy, retrain noise against a tolerance, a workflow's stages."""
+"""Charts for the labs and the book: per-slice accuracy, retrain noise against a tolerance, a workflow's stages, contention."""
 
 from __future__ import annotations
 
@@ -231,5 +231,58 @@ def alias_timeline(entries: Sequence[Any], *, title: str = "Alias moves, in the 
     ax.set_ylabel("version the alias points at")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def contention(
+    rows: Sequence[Mapping[str, Any]], *, title: str = "Concurrent writers against one tracking server"
+) -> Figure:
+    """Failed calls and the slowest writer's seconds per number of writers, one line per configuration.
+
+    ``rows`` are the rows of ``bench/results/contention.json`` (:mod:`scripts.mlops.contention`
+    measurements with a ``backend``): ``writers``, ``mode``, ``retries``, ``calls``,
+    ``failed_calls``, ``slowest_writer_s``. Colour is the backend, the line style the logging
+    mode (solid one-by-one, dashed batched), the marker the retry setting. The left panel shows
+    failed calls as a share of the calls made; when no configuration failed a call, it says so.
+    """
+    if not rows:
+        raise ValueError("contention needs at least one measured row")
+    colours = {"sqlite": "#b35900", "postgres": "#1f4e79"}
+    styles = {"one-by-one": "-", "batched": "--"}
+    markers = {"off": "o", "on": "s"}
+    series: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        series.setdefault((str(row["backend"]), str(row["mode"]), str(row["retries"])), []).append(row)
+    fig, (failed_ax, slow_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (backend, mode, retries), points in series.items():
+        points = sorted(points, key=lambda row: int(row["writers"]))
+        writers = [int(row["writers"]) for row in points]
+        style = {
+            "color": colours.get(backend, "#555555"),
+            "linestyle": styles.get(mode, ":"),
+            "marker": markers.get(retries, "^"),
+            "markersize": 5,
+            "label": f"{backend}, {mode}, retries {retries}",
+        }
+        failed_ax.plot(writers, [100 * row["failed_calls"] / max(1, row["calls"]) for row in points], **style)
+        slow_ax.plot(writers, [row["slowest_writer_s"] for row in points], **style)
+    counts = sorted({int(row["writers"]) for row in rows})
+    for ax in (failed_ax, slow_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(counts, [str(count) for count in counts])
+        ax.minorticks_off()
+        ax.set_xlabel("writers at once")
+    failed_ax.set_ylabel("failed calls (% of calls made)")
+    failed_ax.set_title("Failed calls", fontsize=10)
+    if not any(row["failed_calls"] for row in rows):
+        failed_ax.set_ylim(-1, 10)
+        failed_ax.text(0.5, 0.55, f"no failed call in any of\nthe {len(rows)} configurations", ha="center",
+                       transform=failed_ax.transAxes, fontsize=9)  # fmt: skip
+    slow_ax.set_ylabel("slowest writer (s)")
+    slow_ax.set_title("Slowest writer", fontsize=10)
+    slow_ax.set_ylim(bottom=0)
+    slow_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), handlelength=3.5, frameon=False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

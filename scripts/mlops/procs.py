@@ -5,6 +5,10 @@ command line happens to match: a classmate's server, another lab's, a CI runner'
 helpers find the one process that owns a listening port or holds a database open, by its
 process id, so the fix is ``kill PID`` for exactly that process.
 
+:func:`free_port`, :func:`stop_session` and :func:`signal_session` serve the code that starts
+servers of its own (a tracking server for a drill or a measurement): a port to bind, and a stop
+of exactly the process group that code started.
+
 Linux only (``/proc``); elsewhere they return no owners and callers fall back to saying the
 port or file is busy without naming who holds it. Processes of other users are not visible
 (their ``/proc/PID/fd`` cannot be read), which is also reported as "owner unknown".
@@ -16,9 +20,11 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PROC = Path("/proc")
 _LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
@@ -149,3 +155,32 @@ def alive(pid: int) -> bool:
             return True
         return True
     return status.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for commands that only take a number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_session(process: subprocess.Popen[Any], grace: float = 5.0) -> int | None:
+    """Stop a process started in its own session, and every process in that session (by its id)."""
+    code: int | None = None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        signal_session(process, sig)
+        try:
+            code = process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    signal_session(process, signal.SIGKILL)  # what the leader left behind in its session
+    return code if code is not None else process.poll()
+
+
+def signal_session(process: subprocess.Popen[Any], sig: signal.Signals) -> None:
+    """Send ``sig`` to every process in the session ``process`` leads (started with ``start_new_session``)."""
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

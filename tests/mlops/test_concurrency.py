@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,44 +114,12 @@ def test_concurrent_promotions_on_sqlite_lose_nothing(trained: TrainedWorkspace,
 
 @pytest.fixture
 def tracking_server(tmp_path: Path) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 with its own, empty SQLite store."""
-    import socket
+    """A real `mlflow server` on 127.0.0.1 with its own, empty SQLite store (a copy of a migrated one)."""
+    from scripts.mlops import contention
 
-    import httpx
-
-    db = tmp_path / "server.db"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root", (tmp_path / "art").as_uri(),
-               "--workers", "1"]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = tmp_path / "server.log"  # a file, not a pipe nobody reads: a full pipe would block the server
-    with log.open("wb") as sink:
-        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180  # a fresh store runs every migration; CI shares 2 cores
-        while time.monotonic() < deadline:
-            assert server.poll() is None, log.read_text(errors="replace")[-2000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("mlflow server did not become healthy in 180 s:\n" + log.read_text(errors="replace")[-2000:])
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    store = contention.sqlite_store(tmp_path / "store")
+    with contention.tracking_server(store, tmp_path / "art", tmp_path / "server.log", workers=1) as server:
+        yield server.url
 
 
 @pytest.mark.slow

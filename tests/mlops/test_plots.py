@@ -63,3 +63,36 @@ def test_alias_timeline_marks_rollbacks_and_orders_by_entry() -> None:
     plt.close(fig)
     with pytest.raises(ValueError):
         plots.alias_timeline([])
+
+
+def _contention_rows(failed: int = 0) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for backend in ("sqlite", "postgres"):
+        for mode in ("one-by-one", "batched"):
+            for retries in ("off", "on"):
+                for writers in (4, 8, 16):
+                    calls = writers * (1 if mode == "batched" else 50)
+                    rows.append({"backend": backend, "mode": mode, "retries": retries, "writers": writers,
+                                 "calls": calls, "failed_calls": 0, "slowest_writer_s": writers / 2})  # fmt: skip
+    rows[2]["failed_calls"] = failed  # sqlite, one by one, retries off, 16 writers
+    return rows
+
+
+def test_contention_draws_every_configuration_and_says_when_no_call_failed() -> None:
+    fig = plots.contention(_contention_rows())
+    failed_ax, slow_ax = fig.axes
+    assert len(slow_ax.get_lines()) == len(failed_ax.get_lines()) == 8, "backend x mode x retries"
+    assert [tick.get_text() for tick in slow_ax.get_xticklabels()] == ["4", "8", "16"]
+    assert list(slow_ax.get_lines()[0].get_ydata()) == [2.0, 4.0, 8.0]
+    assert any(text.startswith("no failed call in any of\nthe 24 configurations") for text in _texts(fig))
+    plt.close(fig)
+
+
+def test_contention_shows_failures_as_a_share_of_the_calls() -> None:
+    fig = plots.contention(_contention_rows(failed=80))
+    failed_ax = fig.axes[0]
+    assert list(failed_ax.get_lines()[0].get_ydata()) == [0.0, 0.0, 10.0], "80 of 800 calls"
+    assert not any("no failed call" in text for text in _texts(fig))
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plots.contention([])

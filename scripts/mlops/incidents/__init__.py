@@ -16,6 +16,7 @@ something to hide the symptom). :func:`drill` runs one cycle and always stops wh
 ``doctor_check``). From a shell, ``python -m scripts.mlops incidents`` lists the catalogue.
 """
 
+from ..procs import free_port
 from .base import (
     COMMAND_TIMEOUT,
     Attempt,
@@ -28,7 +29,6 @@ from .base import (
     attempt,
     broken,
     drill,
-    free_port,
     run,
 )
 from .catalogue import (

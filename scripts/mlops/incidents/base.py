@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..errors import MlopsError
+from ..procs import signal_session, stop_session
 from ..workspace import Workspace
 
 SymptomKind = Literal["exit", "http", "exception"]
@@ -167,27 +167,6 @@ class Lab:
                 process.stdout.close()
 
 
-def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
-    """Stop a process started in its own session, and every process in that session (by its id)."""
-    code: int | None = None
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        _signal_group(process, sig)
-        try:
-            code = process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    _signal_group(process, signal.SIGKILL)  # what the leader left behind in its session
-    return code if code is not None else process.poll()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:
     """Run a command to completion (bounded by ``timeout``); exit status and combined output.
 
@@ -206,19 +185,12 @@ def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: f
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
+        signal_session(process, signal.SIGKILL)
         out, _ = process.communicate()
         return Symptom("exit", f"(stopped after {timeout:g} s)\n{out.decode(errors='replace')}".strip(), 124)
     finally:
-        _signal_group(process, signal.SIGKILL)  # anything the command left running in its session
+        signal_session(process, signal.SIGKILL)  # anything the command left running in its session
     return Symptom("exit", out.decode(errors="replace").strip(), process.returncode)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for commands that only take a number)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Incident:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
-from .base import COMMAND_TIMEOUT, Incident, Lab, Symptom, Verdict, free_port, run
+from ..procs import free_port, stop_session
+from .base import COMMAND_TIMEOUT, Incident, Lab, Symptom, Verdict, run
 
 if TYPE_CHECKING:
     import threading
@@ -913,8 +914,6 @@ class InvalidHostHeader(Incident):
         return self.request(lab, SERVER_NAME)
 
     def repair(self, lab: Lab) -> None:
-        from .base import stop_session
-
         old = lab.notes["server"]
         stop_session(old)
         lab.processes.remove(old)
@@ -929,22 +928,9 @@ class InvalidHostHeader(Incident):
 
 def _wait_healthy(lab: Lab, process: Any, port: int, timeout: float = 180.0) -> None:
     """Poll the tracking server's /health with a deadline; its log if it exits or never answers."""
-    import time
+    from ..contention import wait_healthy
 
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    log = (lab.scratch / "mlflow-server.log").read_text(errors="replace")[-2000:]
-    raise MlopsError(f"mlflow server on port {port} did not become healthy; its log ends with:\n{log}")
+    wait_healthy(f"http://127.0.0.1:{port}", process, lab.scratch / "mlflow-server.log", timeout)
 
 
 # --- 10. two runs of the deploy gate racing for one emulation folder ------------------------------
