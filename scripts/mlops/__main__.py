@@ -2,6 +2,9 @@
 
 import sys
 
-from .cli import main
+from . import cli
 
-sys.exit(main())
+code = cli.main()
+if cli.QUICK_EXIT:
+    cli.quick_exit(code)
+sys.exit(code)

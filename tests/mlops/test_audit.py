@@ -178,3 +178,27 @@ def test_a_re_evaluation_process_that_dies_fails_the_check_closed(entered: Regis
     assert not finding.passed
     assert finding.reason == "could not be checked: the re-evaluation process exited 1: killed by the OOM killer"
     assert dying.process.returncode == 1
+
+
+def test_the_command_line_prints_its_whole_report_before_its_quick_exit(entered: Registry, tmp_path: Path) -> None:
+    """``audit`` skips the interpreter's teardown (os._exit): nothing it prints or writes may be lost."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    folder = tmp_path / "bundle"
+    shutil.copytree(entered.good, folder)
+    (folder / "debug.log").write_text("left behind")
+    for bundle_folder, code, verdict in ((entered.good, 0, "ACCEPT"), (folder, 2, "REJECT")):
+        report = tmp_path / f"{verdict}.md"
+        done = subprocess.run(
+            [sys.executable, "-m", "scripts.mlops", "--workspace", NAME, "audit", str(bundle_folder),
+             "--report", str(report)],
+            cwd=repo, env={**os.environ, "MLOPS_WORKSPACE_ROOT": str(entered.root)}, capture_output=True,
+            text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == code, done.stderr
+        assert done.stdout.startswith(f"### Release audit: {verdict}")
+        assert done.stdout.rstrip().endswith("|") and "| consumer_paths |" in done.stdout, done.stdout[-300:]
+        assert report.read_text() == done.stdout

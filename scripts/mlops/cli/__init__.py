@@ -51,8 +51,32 @@ def build_parser() -> ToolkitParser:
     return parser
 
 
+#: Set by :func:`main` when the command that ran asked to skip the interpreter's teardown.
+QUICK_EXIT = False
+
+
+def quick_exit(code: int) -> NoReturn:
+    """Exit without tearing the interpreter down: exit handlers, flush, then ``os._exit``.
+
+    Freeing the thousands of modules MLflow, SQLAlchemy and scikit-learn load takes the
+    interpreter about a second at exit. A command that has finished everything it writes (its
+    files are written atomically and synced) can skip that: ``audit`` does.
+    """
+    import atexit
+    import os
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is not None:
+        run_exit_handlers()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global QUICK_EXIT
     args = build_parser().parse_args(argv)
+    QUICK_EXIT = bool(getattr(args, "quick_exit", False))
     try:
         return int(args.func(args))
     except MlopsError as exc:

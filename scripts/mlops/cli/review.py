@@ -68,4 +68,5 @@ def register(commands: Any) -> None:
     p = commands.add_parser("audit", help="review a release bundle by evidence (exit 2 = reject)")
     p.add_argument("bundle", help="the bundle folder")
     p.add_argument("--report", help="also write the Markdown report to this file")
-    p.set_defaults(func=cmd_audit)
+    # Read-only, and its report is written atomically: no need to wait for the interpreter's teardown.
+    p.set_defaults(func=cmd_audit, quick_exit=True)
