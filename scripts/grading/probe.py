@@ -14,7 +14,9 @@ plus views derived from them (:func:`_derive`), among them views that find a ver
 is rather than by its number: ``latest_by_param.<param>.<value>`` (the newest version whose run
 has that ``model`` or ``injection`` parameter: ``{"version", "tags", "aliases"}``),
 ``by_run_name.<run name>`` (``{"tags", "aliases"}`` of the newest version of that run name) and
-``alias_run_names`` (``{alias: run name}``).
+``alias_run_names`` (``{alias: run name}``). ``reason_figures_by_alias.<alias>`` lists, per
+history entry (checkpoints left out), the 4-decimal figures its reason cites, as
+``{"0.7829": true}``, so a judgment can ask that a reason cites a number without comparing text.
 
 The database is opened read-only with SQLite alone: no MLflow code (no migrations, no
 unpickling) touches a file the student could have crafted. Run ids and timestamps are left
@@ -24,6 +26,7 @@ out: they differ on every run, so facts can be compared with the reference solut
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -32,6 +35,8 @@ from typing import Any
 HISTORY_PREFIX = "promotion."
 #: Run parameters that say what a version is (a training's model family, an injected defect).
 IDENTITY_PARAMS = ("model", "injection")
+#: The figures a promotion reason cites: numbers with four decimals, as the labs print them.
+FIGURE = re.compile(r"(?<![\d.])-?\d+\.\d{4}(?!\d)")
 
 
 def _rows(db: sqlite3.Connection, query: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -130,16 +135,19 @@ def _derive(model: dict[str, Any]) -> None:
         for accuracy, name in sorted((item for item in scored if isinstance(item[0], float)), key=lambda item: -item[0])
     ]
     by_alias: dict[str, list[dict[str, Any]]] = {}
+    figures: dict[str, list[dict[str, bool]]] = {}
     for entry in model["history"]:
         if not entry.get("checkpoint"):
             by_alias.setdefault(str(entry.get("alias")), []).append(
                 {key: entry.get(key) for key in ("action", "from", "to", "actor", "has_reason")}
             )
+            figures.setdefault(str(entry.get("alias")), []).append(dict.fromkeys(entry.get("figures", []), True))
     model["history_by_alias"] = by_alias
+    model["reason_figures_by_alias"] = figures
 
 
 def _history(value: str) -> dict[str, Any]:
-    """One promotion-history entry without its timestamp and reason text."""
+    """One promotion-history entry without its timestamp and reason text (only the figures the reason cites)."""
     try:
         raw = json.loads(value)
         return {
@@ -150,6 +158,7 @@ def _history(value: str) -> dict[str, Any]:
             "actor": raw.get("actor"),
             "has_reason": bool(raw.get("reason")),
             "checkpoint": str(raw.get("reason") or "").startswith("checkpoint after"),
+            "figures": sorted(set(FIGURE.findall(str(raw.get("reason") or "")[:1000]))),
         }
     except (ValueError, AttributeError):
         return {"invalid": True}

@@ -81,3 +81,29 @@ def test_probe_finds_versions_by_what_they_are(ws, datasets) -> None:
     assert model["latest_by_param"]["model"]["logreg"]["aliases"] == ["champion"]
     assert model["by_run_name"]["hgb-seed42"] == {"tags": {"gate.verdict": "fail"}, "aliases": []}
     assert model["alias_run_names"] == {"champion": "logreg-seed42"}
+
+
+def test_probe_lists_the_figures_a_promotion_reason_cites() -> None:
+    """01.3-e: a reason's figures, not its text, per history entry; checkpoint moves left out."""
+    import json
+
+    from scripts.grading import judge, probe
+
+    def entry(seq: int, reason: str) -> dict:
+        raw = {"alias": "production", "action": "promote", "from_version": seq - 1 or None, "to_version": seq,
+               "actor": "lab-01", "reason": reason}
+        return probe._history(json.dumps(raw))
+
+    model = {"versions": {}, "aliases": {}, "history": [
+        entry(1, "first release"),
+        entry(2, "served 0.7829 on the frozen set (logged 0.7829; overall -0.0054), 12.5 % faster"),
+        entry(3, "checkpoint after 01.3: 0.1234"),
+    ]}
+    probe._derive(model)
+    assert model["reason_figures_by_alias"] == {"production": [{}, {"-0.0054": True, "0.7829": True}]}
+    rule = {"id": "e", "points": 1, "fact": ["m", "reason_figures_by_alias", "production", 1], "op": "includes"}
+    facts = {"m": model}
+    assert judge.judge(rule, {}, facts, {"0.7829": True}).passed, "other figures may be cited too"
+    assert not judge.judge(rule, {}, facts, {"0.7830": True}).passed
+    assert not judge.judge({**rule, "fact": ["m", "reason_figures_by_alias", "production", 0]}, {}, facts,
+                           {"0.7829": True}).passed
