@@ -332,10 +332,15 @@ class Measurement:
         return document
 
 
+#: The caller's MLflow session, which must not leak into writers aimed at another server:
+#: ``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` into ``os.environ``, and an id from
+#: the caller's store names no experiment (or the wrong one) on the measured server.
+_CALLER_SESSION = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
 def _writer_env(retries: str) -> dict[str, str]:
-    env = {**os.environ, **RETRIES[retries], "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
+    env = {key: value for key, value in os.environ.items() if key not in _CALLER_SESSION}
+    return {**env, **RETRIES[retries], "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
 def measure(

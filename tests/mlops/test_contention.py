@@ -112,9 +112,15 @@ def test_a_server_that_exits_fails_the_health_wait_with_its_log(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_failed_calls_are_counted_by_kind_when_nothing_listens(tmp_path: Path) -> None:
-    """The count can fail: writers aimed at a closed port report every refused run, as a connection failure."""
+def test_failed_calls_are_counted_by_kind_when_nothing_listens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count can fail: writers aimed at a closed port report every refused run, as a connection failure.
+
+    The caller's MLflow session stays out of the writers: ``mlflow.set_experiment`` in this
+    process (an earlier test, a notebook) exports an experiment id that names nothing there.
+    """
     from scripts.mlops.procs import free_port
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "1")
 
     result = contention.measure(f"http://127.0.0.1:{free_port()}", 2, 3, "one-by-one", "off", timeout=120)
     assert len(result.reports) == 2 and result.failed_calls == 2
