@@ -26,6 +26,11 @@ writers: each row of the file records its load average). The seed's ``database i
 up to 16 writers: the server queues the writes and the writers wait instead. Server start until
 /health: SQLite fresh 185 s, migrated copy 96 s; PostgreSQL fresh 173 s, schema created
 in-process first (6 s) 166 s: on this machine the rest is the workers importing MLflow.
+
+A probe beyond the committed file (same day, load average 7 to 10, one SQLite server with its
+default workers, ``contention.measure`` one-by-one with retries off, 50 calls per writer): 0 of
+1,600 calls failed with 32 writers (slowest 39 s) and 0 of 3,200 with 64 (slowest 54 s). With
+MLflow 3.17 on this machine, SQLite behind ``mlflow server`` slows down but does not fail.
 """
 
 from __future__ import annotations
