@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,13 @@ import pytest
 
 from scripts.mlops import baseline_refresh, cli
 from scripts.mlops.errors import MlopsError
+from scripts.mlops.procs import free_port
 from scripts.mlops.workspace import open_workspace
 from tests.support import Production
 
 WS = ["--workspace", baseline_refresh.WORKSPACE]
 MODEL = baseline_refresh.MODEL_NAME
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _deep_json(tmp: Path) -> str:
@@ -143,7 +138,7 @@ def test_a_truncated_database_gives_one_clear_error(
 
 
 def test_an_unreachable_tracking_server_fails_fast_with_the_uri(tmp_path: Path) -> None:
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_HTTP_REQUEST")}
     env["MLFLOW_TRACKING_URI"] = uri
     start = time.monotonic()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from scripts.mlops import cli, promotion, registry
 from scripts.mlops.errors import MlopsError, RegistryError
+from scripts.mlops.procs import free_port
 from tests.support import TrainedFactory, TrainedWorkspace
 
 _names = itertools.count(1)
@@ -186,11 +186,6 @@ def test_invalid_alias_is_refused(model: str) -> None:
             promotion.promote(model, 1, alias)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.parametrize("kind", ["file store", "unreachable server"])
 def test_a_tracking_uri_without_a_usable_registry_is_a_registry_error(
@@ -198,7 +193,7 @@ def test_a_tracking_uri_without_a_usable_registry_is_a_registry_error(
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    uri = (tmp_path / "mlruns").as_uri() if kind == "file store" else f"http://127.0.0.1:{_free_port()}"
+    uri = (tmp_path / "mlruns").as_uri() if kind == "file store" else f"http://127.0.0.1:{free_port()}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
