@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import stat
@@ -32,6 +33,8 @@ from typing import Any
 from . import judge, plan, report, results, sandbox, session
 from .assign import MANIFESTS
 from .results import Row, cap
+from .zygote import Zygote
+from .zygote import shared as shared_zygote
 
 DEFAULT_TIMEOUT = 120.0
 MAX_NOTEBOOK_BYTES = 64 * 1024**2  # a lab notebook with outputs is a few MB
@@ -315,6 +318,7 @@ def _grade_one(
     limits: sandbox.Limits,
     cache: Path | None,
     run_key: str,
+    zygote: Zygote | None = None,
 ) -> Row:
     flags = set() if sandboxed else {"unsandboxed"}
     if submission.status != "ready":
@@ -346,6 +350,7 @@ def _grade_one(
                 limits=limits,
                 cache=cache,
                 database=database(manifest),
+                zygote=zygote,
             )
             facts = session.probe(outcome.snapshots, snapshots, sandboxed=sandboxed, limits=limits)
         finally:
@@ -368,8 +373,14 @@ def grade(
     sandboxed: bool = True,
     resume: bool = False,
     limits: sandbox.Limits = sandbox.Limits(),
+    warm: bool | None = None,
 ) -> list[Row]:
-    """Grade ``paths`` against lab ``lab``; write results, the gradebook and feedback into ``out``."""
+    """Grade ``paths`` against lab ``lab``; write results, the gradebook and feedback into ``out``.
+
+    ``warm`` (default: unless ``MLOPS_COLD=1``): sandboxed submissions run forked from this
+    process's zygote (:mod:`scripts.grading.zygote`), each still in its own sandbox, instead of
+    starting new interpreters inside every sandbox.
+    """
     if jobs < 1:
         raise GradingError("-j must be at least 1")
     manifest_path = manifest_for(lab)
@@ -406,7 +417,28 @@ def grade(
         if name in done and done[name].key == run_key:
             continue
         todo.append((submission, name, run_key))
-    cache = session.prepare_cache(out / "cache") if any(s.status == "ready" for s, _, _ in todo) else None
+    ready = any(s.status == "ready" for s, _, _ in todo)
+    if warm is None:
+        warm = os.environ.get("MLOPS_COLD", "") in ("", "0")
+    zygote = shared_zygote() if ready and sandboxed and warm else None  # starts importing now
+    cache = session.prepare_cache(out / "cache") if ready else None
+    _grade_all(todo, jobs, manifest, key, held_out, out, timeout, sandboxed, limits, cache, zygote)
+    return rebuild(out, manifest, [slug(s.name) for s in submissions])
+
+
+def _grade_all(
+    todo: list[tuple[Submission, str, str]],
+    jobs: int,
+    manifest: dict[str, Any],
+    key: dict[str, Any],
+    held_out: list[dict[str, Any]],
+    out: Path,
+    timeout: float,
+    sandboxed: bool,
+    limits: sandbox.Limits,
+    cache: Path | None,
+    zygote: Zygote | None,
+) -> None:
     finished = [0]
 
     def one(item: tuple[Submission, str, str]) -> Row:
@@ -423,6 +455,7 @@ def grade(
             limits=limits,
             cache=cache,
             run_key=run_key,
+            zygote=zygote,
         )
         finished[0] += 1
         sys.stderr.write(f"\rgraded {finished[0]}/{len(todo)}")
@@ -433,7 +466,6 @@ def grade(
         list(pool.map(one, todo))
     if todo:
         sys.stderr.write("\n")
-    return rebuild(out, manifest, [slug(s.name) for s in submissions])
 
 
 def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None) -> list[Row]:

@@ -27,10 +27,13 @@ import os
 import sqlite3
 import sys
 import time
+import uuid
 from queue import Empty
 from typing import Any, TextIO
 
 from jupyter_client import KernelManager
+
+from .forked import ForkedProvisioner, KernelTemplate
 
 MAX_ERROR = 4000
 MAX_SNAPSHOT = 24 * 1024**2  # bytes of database per snapshot
@@ -53,14 +56,21 @@ def _private_stdout() -> TextIO:
 class Kernel:
     """One IPython kernel with a deadline-aware ``run``."""
 
-    def __init__(self, kernel_name: str) -> None:
+    def __init__(self, kernel_name: str, template: KernelTemplate | None = None) -> None:
         self.kernel_name = kernel_name
+        self.template = template
         self.restart_needed = False
         self.client: Any = None
         self.start()
 
     def start(self) -> None:
         self.manager = KernelManager(kernel_name=self.kernel_name)  # a fresh one: a shut-down manager cannot restart
+        if self.template is not None:  # forked from the warm template instead of a new interpreter
+            provisioner = ForkedProvisioner(
+                kernel_id=str(uuid.uuid4()), kernel_spec=self.manager.kernel_spec, parent=self.manager
+            )
+            provisioner.template = self.template
+            self.manager.provisioner = provisioner
         self.manager.start_kernel(cwd=os.getcwd(), stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
         self.client = self.manager.client()
         self.client.start_channels()
@@ -182,11 +192,16 @@ def _snapshot(database: str) -> str | None:
     return base64.b64encode(data).decode("ascii") if len(data) <= MAX_SNAPSHOT else None
 
 
-def main() -> int:
+def warm_main() -> int:
+    """The runner placed in a sandbox by :mod:`scripts.grading.zygote`: its kernels are forked, not started."""
+    return main(KernelTemplate.fork())  # before anything starts a thread
+
+
+def main(template: KernelTemplate | None = None) -> int:
     job = json.loads(sys.stdin.read())
     out = _private_stdout()
     timeout = float(job["timeout"])
-    kernel = Kernel(job.get("kernel_name", "python3"))
+    kernel = Kernel(job.get("kernel_name", "python3"), template)
     succeeded: list[str] = []
     try:
         for cell in job["cells"]:

@@ -88,8 +88,13 @@ def command(
     writable: bool = True,
     network: bool = False,
     cache: Path | None = None,
+    info_fd: int | None = None,
 ) -> list[str]:
-    """The bwrap command line that runs ``argv`` with ``workspace`` at /lab (read-write unless told)."""
+    """The bwrap command line that runs ``argv`` with ``workspace`` at /lab (read-write unless told).
+
+    ``info_fd``: bwrap writes ``{"child-pid": N, ...}`` there once the sandbox is set up (used to
+    place a warm runner in it, :mod:`scripts.grading.zygote`).
+    """
     args = [
         bwrap(),
         "--die-with-parent",
@@ -112,6 +117,8 @@ def command(
         "/usr",
         "/usr",
     ]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
     if not network:
         args.append("--unshare-net")  # only its own loopback
     for link in ("bin", "lib", "lib64", "sbin"):
@@ -210,20 +217,28 @@ class Cgroup:
                 time.sleep(0.05)
 
 
-def limiter(limits: Limits, cgroup: Cgroup | None = None):
-    """A ``preexec_fn`` that applies ``limits`` (and joins ``cgroup``) in the child before exec."""
-
+def rlimits(limits: Limits) -> dict[str, int]:
+    """The ``resource.RLIMIT_*`` values (soft = hard) that enforce ``limits`` for this grader's user."""
     # RLIMIT_NPROC counts every task of the user, so a non-root grader keeps its own ones free.
     nproc = limits.processes + (0 if os.geteuid() == 0 else _tasks_of(os.getuid()))
+    return {
+        "RLIMIT_AS": limits.memory_bytes,
+        "RLIMIT_CPU": limits.cpu_seconds,
+        "RLIMIT_FSIZE": limits.file_bytes,
+        "RLIMIT_NPROC": nproc,
+        "RLIMIT_CORE": 0,
+    }
+
+
+def limiter(limits: Limits, cgroup: Cgroup | None = None):
+    """A ``preexec_fn`` that applies ``limits`` (and joins ``cgroup``) in the child before exec."""
+    values = rlimits(limits)
 
     def apply() -> None:
         if cgroup is not None:
             cgroup.join()
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for name, value in values.items():
+            resource.setrlimit(getattr(resource, name), (value, value))
 
     return apply
 

@@ -20,15 +20,18 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import sandbox
 from .plan import Plan
+from .zygote import Zygote, ZygoteError, leaf_of
 
 MAX_LINE = 40_000_000  # bytes per result line (answers and a registry snapshot included)
 MAX_LINES = 2_000
 STARTUP = 120.0  # seconds for the sandbox and kernel to start
 MAX_FACTS = 5_000_000
+#: What bubblewrap runs in a sandbox that a warm runner is placed into: it only keeps the sandbox alive.
+PLACEHOLDER = shutil.which("sleep") or "/usr/bin/sleep"
 
 
 @dataclass
@@ -87,6 +90,60 @@ def _terminate(process: subprocess.Popen[bytes], cgroup: sandbox.Cgroup) -> None
     cgroup.kill_all()
 
 
+def placed(
+    zygote: Zygote,
+    entry: str,
+    workdir: Path,
+    cache: Path | None,
+    limits: sandbox.Limits,
+    cgroup: sandbox.Cgroup,
+    errors: IO[bytes],
+) -> tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]:
+    """A new sandbox around a placeholder with ``entry`` (``module:function``) forked into it from ``zygote``.
+
+    Returns bwrap's process (terminate it to end the sandbox and everything in it), and the
+    entry's standard input and output. ``errors`` is its standard error.
+    """
+    info_read, info_write = os.pipe()
+    argv = sandbox.command([PLACEHOLDER, "infinity"], workdir, cache=cache, info_fd=info_write)
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=sandbox.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            preexec_fn=sandbox.limiter(limits, cgroup),
+            start_new_session=True,
+            pass_fds=(info_write,),
+        )
+    finally:
+        os.close(info_write)
+    job_read, job_write = os.pipe()
+    lines_read, lines_write = os.pipe()
+    try:
+        leaf = leaf_of(info_read, process)
+        zygote.place(
+            leaf,
+            entry,
+            (job_read, lines_write, errors.fileno()),
+            env=sandbox.environment(),
+            cwd=sandbox.INSIDE,
+            rlimits=sandbox.rlimits(limits),
+            cgroup=cgroup.path,
+        )
+    except BaseException:
+        _terminate(process, cgroup)
+        for fd in (job_write, lines_read):
+            os.close(fd)
+        raise
+    finally:
+        os.close(job_read)
+        os.close(lines_write)
+    return process, os.fdopen(job_write, "wb"), os.fdopen(lines_read, "rb")
+
+
 def run(
     plan: Plan,
     workdir: Path,
@@ -97,22 +154,40 @@ def run(
     limits: sandbox.Limits,
     cache: Path | None,
     database: str,
+    zygote: Zygote | None = None,
 ) -> Outcome:
     """Execute ``plan`` in ``workdir``; return the cells' statuses, the exported answers and the
-    registry snapshots (``database`` is the workspace's mlflow.db, relative to ``workdir``)."""
+    registry snapshots (``database`` is the workspace's mlflow.db, relative to ``workdir``).
+
+    With a ``zygote`` (sandboxed only), the runner and its kernels are forked from it into the
+    sandbox instead of starting as new interpreters there.
+    """
     job = {"timeout": timeout, "database": database, "cells": [step.job() for step in plan.steps]}
-    argv, cwd, env = _argv([sys.executable, "-m", "scripts.grading.runner"], workdir, sandboxed, cache)
     budget = STARTUP + timeout * (len(plan.steps) + sum(1 for step in plan.steps if step.answers) + 1)
     outcome = Outcome()
     cgroup = sandbox.Cgroup(limits)
     with log.open("wb") as errors:
-        process = _popen(argv, cwd, env, limits, cgroup, errors)
-        reader = threading.Thread(target=_read, args=(process, outcome), daemon=True)
+        warm = None
+        if zygote is not None and sandboxed:
+            try:
+                warm = placed(zygote, "scripts.grading.runner:warm_main", workdir, cache, limits, cgroup, errors)
+            except (ZygoteError, OSError) as exc:  # a fresh runner in a fresh sandbox instead: slower, same result
+                errors.write(f"note: no warm runner ({exc}); starting a fresh one\n".encode())
+                errors.flush()
+                cgroup.kill_all()
+                cgroup = sandbox.Cgroup(limits)
+        if warm is not None:
+            process, stdin, stdout = warm
+        else:
+            argv, cwd, env = _argv([sys.executable, "-m", "scripts.grading.runner"], workdir, sandboxed, cache)
+            process = _popen(argv, cwd, env, limits, cgroup, errors)
+            assert process.stdin is not None and process.stdout is not None
+            stdin, stdout = process.stdin, process.stdout
+        reader = threading.Thread(target=_read, args=(stdout, outcome), daemon=True)
         reader.start()
         try:
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(job).encode())
-            process.stdin.close()
+            stdin.write(json.dumps(job).encode())
+            stdin.close()
         except BrokenPipeError:
             pass
         reader.join(budget)
@@ -120,21 +195,25 @@ def run(
             outcome.events.append("timeout@deadline")
         _terminate(process, cgroup)
         reader.join(5)
+        stdout.close()
+    return _finish(outcome, log)
+
+
+def _finish(outcome: Outcome, log: Path) -> Outcome:
     with log.open("rb") as errors:
         outcome.stderr = errors.read(8192).decode("utf-8", "replace")
     return outcome
 
 
-def _read(process: subprocess.Popen[bytes], outcome: Outcome) -> None:
+def _read(stdout: IO[bytes], outcome: Outcome) -> None:
     """Parse the runner's lines (each capped); stop at ``done``, at EOF or after MAX_LINES."""
-    assert process.stdout is not None
     for _ in range(MAX_LINES):
-        raw = process.stdout.readline(MAX_LINE)
+        raw = stdout.readline(MAX_LINE)
         if not raw:
             return
         if not raw.endswith(b"\n"):  # an over-long line: skip the rest of it
             while raw and not raw.endswith(b"\n"):
-                raw = process.stdout.readline(MAX_LINE)
+                raw = stdout.readline(MAX_LINE)
             outcome.events.append("oversized_output")
             continue
         try:

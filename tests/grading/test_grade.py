@@ -155,3 +155,25 @@ def test_kernels_get_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert not any(key.startswith(("GRADER_", "AWS_", "MLFLOW_TRACKING", "PYTHONPATH")) for key in env)
     assert env["HOME"].startswith("/tmp"), "kernels get a throw-away HOME in their private /tmp"
     assert env["PYTHONHASHSEED"] == "0" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+@pytest.mark.slow
+def test_a_dead_zygote_falls_back_to_a_fresh_runner(
+    corpus: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grader's zygote has died: each submission runs in a fresh runner and sandbox instead,
+    says so in its log, and scores exactly what the warm run scored."""
+    from scripts.grading import grade as grading
+    from scripts.grading import sandbox
+    from scripts.grading.zygote import Zygote
+
+    folder, first = corpus
+    dead = Zygote(sandbox.environment({"HOME": str(tmp_path), "TMPDIR": str(tmp_path)}), tmp_path / "zygote.log")
+    dead.process.kill()
+    dead.close()
+    monkeypatch.setattr(grading, "shared_zygote", lambda: dead)
+    out = tmp_path / "out"
+    grade("00", [folder / "partial.ipynb"], out, jobs=1, timeout=CORPUS_TIMEOUT, private=folder / "private")
+    assert _rows(out)["partial.ipynb"] == _rows(first)["partial.ipynb"]
+    log = next((out / "logs").glob("partial.ipynb*.log")).read_text()
+    assert "note: no warm runner" in log and "starting a fresh one" in log
