@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from . import judge, plan, sandbox, session
 from .assign import MANIFESTS, SOLUTIONS
 from .grade import GradingError, database, manifest_for
+from .zygote import shared as shared_zygote
 
 
 def manifest_sha(manifest_path: Path) -> str:
@@ -41,6 +43,8 @@ def record(lab: str, *, timeout: float = 180.0, sandboxed: bool | None = None) -
     cells = json.loads((SOLUTIONS / manifest["notebook"]).read_text(encoding="utf-8"))["cells"]
     steps = plan.build(cells, manifest)
     limits = sandbox.Limits()
+    warm = sandboxed and os.environ.get("MLOPS_COLD", "") in ("", "0")
+    zygote = shared_zygote() if warm else None  # as `grade` runs submissions (see scripts.grading.zygote)
     with tempfile.TemporaryDirectory(prefix="record-") as scratch:
         root = Path(scratch)
         cache = session.prepare_cache(root / "cache")
@@ -55,6 +59,7 @@ def record(lab: str, *, timeout: float = 180.0, sandboxed: bool | None = None) -
             limits=limits,
             cache=cache,
             database=database(manifest),
+            zygote=zygote,
         )
         facts = session.probe(outcome.snapshots, root / "facts", sandboxed=sandboxed, limits=limits)
         log = (root / "runner.log").read_text(errors="replace")[-2000:]
