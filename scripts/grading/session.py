@@ -1,7 +1,8 @@
 """Run one submission's plan in its own sandbox and read its workspace afterwards.
 
 :func:`run` starts ``python -m scripts.grading.runner`` inside a fresh sandbox (or, with
-``sandboxed=False``, as a plain subprocess), feeds it the plan, reads its JSON lines with a
+``sandboxed=False``, as a plain subprocess; or, given the grader's zygote, forks a warm runner into
+the fresh sandbox: :mod:`scripts.grading.zygote`), feeds it the plan, reads its JSON lines with a
 size cap, enforces a wall-clock budget for the whole submission, and makes sure every process
 it started is gone when it returns. :func:`probe` then reads the workspace's registry in a
 fresh process (sandboxed too, the workspace read-only).

@@ -58,7 +58,7 @@ PRELOAD = (
     "scripts.grading.export",
     "scripts.grading.forked",
 )
-#: What a kernel started by ipykernel gets when MLPBACKEND is unset; fixed before the imports.
+#: What a kernel started by ipykernel gets when MPLBACKEND is unset; fixed before the imports.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _MAX_MESSAGE = 1 << 20
 READY_TIMEOUT = 300.0
