@@ -48,8 +48,8 @@ import pyarrow.pandas_compat
 import pyarrow.vendored.version
 import sqlalchemy.dialects.sqlite
 
-from . import app, baseline_refresh, fastpath, model_files, ci_local, cli, compare_baseline, data, evaluate, gate, promotion, registry, release
-from . import train, workspace
+from . import app, baseline_refresh, ci_local, cli, compare_baseline, data, evaluate, gate, promotion, registry, release
+from . import fastpath, model_files, train, workspace
 
 try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
     from mlflow.utils.requirements_utils import _init_modules_to_packages_map
