@@ -340,7 +340,7 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
         return health_document
 
     @app.post("/predict", response_model=None)
-    async def predict(body: PredictRequest) -> dict[str, Any] | JSONResponse:
+    async def predict(body: PredictRequest) -> JSONResponse:
         rows = [record.model_dump() for record in body.records]  # type: ignore[attr-defined]
         try:
             with np.errstate(over="raise", invalid="raise"):
@@ -361,13 +361,16 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
                     ],
                 },
             )
-        return {
-            "model": served.name,
-            "alias": served.alias,
-            "version": served.version,
-            "run_id": served.run_id,
-            "predictions": predictions,
-        }
+        # Plain JSON types already: rendered as FastAPI would, without its generic encoder pass.
+        return JSONResponse(
+            {
+                "model": served.name,
+                "alias": served.alias,
+                "version": served.version,
+                "run_id": served.run_id,
+                "predictions": predictions,
+            }
+        )
 
     return app
 
