@@ -291,6 +291,7 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
         description=f"Serves {served.uri} (alias {served.alias!r} at start-up).",
         version=str(served.version),
     )
+    app.state.served = served  # what this app serves, for tests and tools that hold the app
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
