@@ -27,6 +27,7 @@ This module is the app; :mod:`scripts.mlops.server` starts it as a child process
 shell: ``python -m scripts.mlops serve --model NAME --alias ALIAS --port 0``.
 """
 
+import gc
 import importlib.util
 import socket
 import threading
@@ -435,6 +436,10 @@ def serve(
         loop="uvloop" if _importable("uvloop") else "asyncio",
         http="httptools" if _importable("httptools") else "h11",
     )
+    # Everything loaded so far lives as long as the server: keep the garbage collector from
+    # scanning it again and again (a forked server inherits MLflow's and scikit-learn's objects).
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
