@@ -23,6 +23,8 @@ import mlflow.sklearn
 import fastapi
 import pydantic
 import uvicorn
+import uvicorn.loops.uvloop
+import uvicorn.protocols.http.httptools_impl
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as _RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingStore
 
@@ -47,7 +49,7 @@ import pyarrow.vendored.version
 import sqlalchemy.dialects.sqlite
 
 from . import app, baseline_refresh, ci_local, cli, compare_baseline, data, evaluate, gate, promotion, registry, release
-from . import train, workspace
+from . import fastpath, model_files, train, workspace
 
 try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
     from mlflow.utils.requirements_utils import _init_modules_to_packages_map

@@ -2,9 +2,17 @@
 
 The server resolves ``models:/NAME@ALIAS`` to a version **once, at start**, and loads that
 exact version (``models:/NAME/VERSION``), so what ``/health`` reports is what answers
-``/predict``. Moving the alias later does not change a running server: restart it.
+``/predict``. Moving the alias later does not change a running server: restart it. A server
+started by :mod:`scripts.mlops.server` is told the version, run and artifact folder by its parent
+(which resolved the alias) and does not import MLflow at all.
 
-Requests are validated against the model's signature before the model sees them (pydantic):
+A scikit-learn model saved with skops (what :mod:`scripts.mlops.train` logs) is loaded with skops
+and the trusted types its ``MLmodel`` names, and predicts through its numpy path
+(:mod:`scripts.mlops.fastpath`), which must give the pipeline's own labels on the whole frozen
+evaluation set or the server refuses to start; a pipeline without one uses its own ``predict``.
+Any other model goes through ``mlflow.pyfunc.load_model``. ``/health`` says which (``"loader"``).
+
+Requests are validated once, against the model's signature, before the model sees them (pydantic):
 every column required, no unknown columns, numbers must be JSON numbers, categories must be
 known values. Problems with the request are answered with 4xx and a message naming the
 field; the server keeps serving.
@@ -19,16 +27,22 @@ This module is the app; :mod:`scripts.mlops.server` starts it as a child process
 shell: ``python -m scripts.mlops serve --model NAME --alias ALIAS --port 0``.
 """
 
+import gc
+import importlib.util
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import data
+from . import data, fastpath
 from .errors import MlopsError, RegistryError
 
 if TYPE_CHECKING:  # imported lazily: the CLI's --help should not pay for FastAPI or MLflow
     from fastapi import FastAPI
+
+    from .model_files import Column
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_RECORDS = 10_000
@@ -37,32 +51,50 @@ MAX_RECORDS = 10_000
 MAX_ABS_NUMBER = 1e12
 
 
+#: How ``/predict`` computes, as ``/health`` reports it (``"loader"``).
+LOADER_FAST = "skops+numpy"  # the skops-loaded pipeline's numbers, computed with numpy (verified at start)
+LOADER_PIPELINE = "skops+sklearn"  # the skops-loaded pipeline's own predict
+LOADER_PYFUNC = "mlflow.pyfunc"  # any other model: MLflow's pyfunc loader
+
+Records = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What ``models:/NAME@ALIAS`` resolved to, for a server that is told instead of asking MLflow."""
+
+    version: int
+    run_id: str
+    model_dir: Path  # the local folder of the version's artifacts (the one holding ``MLmodel``)
+
+
 @dataclass(frozen=True)
 class ServedModel:
-    """The model version a server loaded, and how it was asked for."""
+    """The model version a server loaded, how it was asked for, and how it predicts."""
 
     name: str
     alias: str
     version: int
     run_id: str
-    model: Any  # mlflow.pyfunc.PyFuncModel
+    model: Any  # a scikit-learn pipeline (skops) or an mlflow.pyfunc.PyFuncModel
+    columns: "list[Column] | None"  # the signature's input columns (None: no signature)
+    loader: str  # LOADER_FAST, LOADER_PIPELINE or LOADER_PYFUNC
+    predict: Callable[[Records], list[Any]] = field(repr=False)
 
     @property
     def uri(self) -> str:
-        from .registry import model_uri
-
-        return model_uri(self.name, self.version)
+        return f"models:/{self.name}/{self.version}"
 
 
-def load_served(model_name: str, alias: str, *, preload: threading.Thread | None = None) -> ServedModel:
-    """Resolve ``model_name@alias`` to a version and load exactly that version.
+def _load_error(name: str, version: int, alias: str, exc: BaseException) -> RegistryError:
+    return RegistryError(
+        f"could not load models:/{name}/{version} (alias {alias!r}): {str(exc).splitlines()[0][:300]}",
+        "check that the version's artifacts still exist (is the workspace the one it was trained in?).",
+    )
 
-    ``preload`` is a thread importing the loader's modules (see :func:`preload_loader`); it is
-    joined before loading, so the two never import the same module at once.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
 
+def resolve(model_name: str, alias: str) -> Resolved:
+    """Resolve ``model_name@alias`` with MLflow's registry (the current tracking and registry URIs)."""
     from . import registry
 
     registry.require_model(model_name)
@@ -71,18 +103,117 @@ def load_served(model_name: str, alias: str, *, preload: threading.Thread | None
     except RegistryError as exc:
         raise RegistryError(
             f"cannot serve {model_name}@{alias}: {exc.problem}",
-            f"point the alias at a version first: `{registry.promote_hint(model_name, alias)}`",
+            f"point the alias at a version first: `{registry.promote_hint(model_name, alias)}`.",
         ) from None
+    try:
+        folder = local_model_dir(model_name, info.version)
+    except Exception as exc:  # noqa: BLE001 - a missing run or artifact folder
+        raise _load_error(model_name, info.version, alias, exc) from None
+    return Resolved(info.version, info.run_id, folder)
+
+
+def local_model_dir(model_name: str, version: int, client: Any = None) -> Path:
+    """The local folder of a registered version's artifacts (MLflow's own answer; nothing is copied).
+
+    For a local artifact store, ``mlflow.artifacts.download_artifacts`` returns the folder where
+    the artifacts already are. A remote store would copy them to a temporary folder.
+    """
+    import mlflow
+    from mlflow.artifacts import download_artifacts
+
+    client = client or mlflow.MlflowClient()
+    return Path(download_artifacts(artifact_uri=client.get_model_version_download_uri(model_name, str(version))))
+
+
+def frozen_eval_features() -> Any:
+    """The features of the frozen evaluation set, as :func:`scripts.mlops.data.load` reads them."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="serve-eval-") as scratch:
+        paths = data.write_datasets(scratch, batches=("eval",))  # checks the pinned fingerprint
+        return data.features(data.load(paths["eval"]))
+
+
+def _predictor(model: Any, columns: list[str], *, fast: bool) -> tuple[str, Callable[[Records], list[Any]]]:
+    """How to predict with a skops-loaded pipeline: its numpy path (verified here) or its own predict."""
+    import numpy as np
+    import pandas as pd
+
+    def with_pipeline(records: Records) -> list[Any]:
+        return list(np.asarray(model.predict(pd.DataFrame(records, columns=columns))).tolist())
+
+    compiled = fastpath.compile_pipeline(model) if fast else "the fast path was turned off"
+    if isinstance(compiled, str):
+        return LOADER_PIPELINE, with_pipeline
+    fastpath.verify(compiled, model, frozen_eval_features())  # FastPathMismatch: refuse to start
+    limit = compiled.max_rows
+
+    def with_numpy(records: Records) -> list[Any]:
+        if limit is not None and len(records) > limit:
+            return with_pipeline(records)
+        return compiled.predict(records)
+
+    return LOADER_FAST, with_numpy
+
+
+def load_served(
+    model_name: str,
+    alias: str,
+    *,
+    resolved: Resolved | None = None,
+    preload: threading.Thread | None = None,
+    fast: bool = True,
+) -> ServedModel:
+    """Load exactly the version ``model_name@alias`` points at, and decide how to predict with it.
+
+    ``resolved`` is the version, run and artifact folder that the parent process already
+    resolved: then MLflow is not imported at all for a skops-saved scikit-learn model. Without
+    it, the alias is resolved here with MLflow's registry. A skops-saved pipeline is loaded with
+    skops and predicts with its numpy path (:mod:`scripts.mlops.fastpath`, checked on the frozen
+    evaluation set; ``fast=False`` turns it off) or its own ``predict``; any other model is loaded
+    with ``mlflow.pyfunc.load_model``. ``preload`` is a thread importing the loader's modules (see
+    :func:`preload_loader`); it is joined before loading.
+    """
+    from .model_files import RestoreError, input_columns, load_skops_model, read_mlmodel, skops_flavor
+
+    resolved = resolved or resolve(model_name, alias)
     if preload is not None:
         preload.join()
+    version, run_id, folder = resolved.version, resolved.run_id, resolved.model_dir
     try:
-        model = mlflow.pyfunc.load_model(info.uri)
+        meta = read_mlmodel(folder)
+        columns = input_columns(meta)
+        flavor = skops_flavor(meta)
+        if flavor is not None:
+            model = load_skops_model(folder, flavor)
+    except RestoreError as exc:
+        raise _load_error(model_name, version, alias, exc) from None
+    names = [c.name for c in columns] if columns else list(data.FEATURES)
+    if flavor is not None:
+        loader, predict = _predictor(model, names, fast=fast)
+        return ServedModel(model_name, alias, version, run_id, model, columns, loader, predict)
+    return _load_pyfunc(model_name, alias, resolved, columns, names)
+
+
+def _load_pyfunc(model_name: str, alias: str, resolved: Resolved, columns: Any, names: list[str]) -> ServedModel:
+    """A model that is not a skops-saved pipeline, loaded with ``mlflow.pyfunc.load_model``."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = mlflow.pyfunc.load_model(str(resolved.model_dir))
     except (MlflowException, OSError) as exc:
-        raise RegistryError(
-            f"could not load {info.uri} (alias {alias!r}): {str(exc).splitlines()[0][:300]}",
-            "check that the version's artifacts still exist (is the workspace the one it was trained in?).",
-        ) from None
-    return ServedModel(model_name, alias, info.version, info.run_id, model)
+        raise _load_error(model_name, resolved.version, alias, exc) from None
+
+    def predict(records: Records) -> list[Any]:
+        predictions = model.predict(pd.DataFrame(records, columns=names))
+        if isinstance(predictions, pd.DataFrame):
+            return list(predictions.to_dict("records"))
+        return list(np.asarray(predictions).tolist())
+
+    return ServedModel(model_name, alias, resolved.version, resolved.run_id, model, columns, LOADER_PYFUNC, predict)
 
 
 def _field_type(name: str, kind: str) -> Any:
@@ -102,23 +233,15 @@ def _field_type(name: str, kind: str) -> Any:
     return StrictStr
 
 
-def record_model(served_model: Any) -> Any:
+def record_model(columns: "list[Column] | None") -> Any:
     """A pydantic model for one input record, from the model's signature (else the churn schema)."""
     from pydantic import ConfigDict, create_model
 
-    schema = None
-    metadata = getattr(served_model, "metadata", None)
-    if metadata is not None:
-        schema = metadata.get_input_schema()
-    columns = list(schema.inputs) if schema is not None and schema.has_input_names() else []
     if not columns:  # no signature: fall back to the churn schema
         kinds = {name: "string" if name in data.CATEGORICAL else "double" for name in data.FEATURES}
         fields: dict[str, tuple[Any, Any]] = {name: (_field_type(name, kind), ...) for name, kind in kinds.items()}
     else:
-        fields = {
-            str(c.name): (_field_type(str(c.name), str(c.type.name)), ... if getattr(c, "required", True) else None)
-            for c in columns
-        }
+        fields = {c.name: (_field_type(c.name, c.type), ... if c.required else None) for c in columns}
     return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
 
 
@@ -151,7 +274,6 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
     Pass ``served`` to reuse an already loaded model (tests and benchmarks).
     """
     import numpy as np
-    import pandas as pd
     from fastapi import FastAPI, Request  # noqa: F811
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -159,8 +281,7 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     served = served or load_served(model_name, alias)
-    Record = record_model(served.model)
-    columns = list(Record.model_fields)
+    Record = record_model(served.columns)
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -171,6 +292,7 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
         description=f"Serves {served.uri} (alias {served.alias!r} at start-up).",
         version=str(served.version),
     )
+    app.state.served = served  # what this app serves, for tests and tools that hold the app
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -203,24 +325,28 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return JSONResponse(status_code=422, content={"error": f"invalid request: {summary}", "problems": problems})
 
+    health_document = {
+        "status": "ok",
+        "model": served.name,
+        "alias": served.alias,
+        "version": served.version,
+        "run_id": served.run_id,
+        "model_uri": served.uri,
+        "loader": served.loader,
+    }
+
+    # ``async def``: answered on the event loop, without a hop to the thread pool. The body is
+    # validated once, by PredictRequest; the model gets the validated records as they are.
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "model": served.name,
-            "alias": served.alias,
-            "version": served.version,
-            "run_id": served.run_id,
-            "model_uri": served.uri,
-        }
+    async def health() -> dict[str, Any]:
+        return health_document
 
     @app.post("/predict", response_model=None)
-    def predict(body: PredictRequest) -> dict[str, Any] | JSONResponse:
+    async def predict(body: PredictRequest) -> JSONResponse:
         rows = [record.model_dump() for record in body.records]  # type: ignore[attr-defined]
-        frame = pd.DataFrame(rows, columns=columns)
         try:
             with np.errstate(over="raise", invalid="raise"):
-                predictions = served.model.predict(frame)
+                predictions = served.predict(rows)
         except (ValueError, OverflowError, FloatingPointError) as exc:
             # The request matched the signature, but the model cannot compute on these values
             # (e.g. a number that overflows inside the pipeline): the client's input, so 4xx.
@@ -237,18 +363,16 @@ def create_app(model_name: str, alias: str, *, served: ServedModel | None = None
                     ],
                 },
             )
-        values = (
-            np.asarray(predictions).tolist()
-            if not isinstance(predictions, pd.DataFrame)
-            else (predictions.to_dict("records"))
+        # Plain JSON types already: rendered as FastAPI would, without its generic encoder pass.
+        return JSONResponse(
+            {
+                "model": served.name,
+                "alias": served.alias,
+                "version": served.version,
+                "run_id": served.run_id,
+                "predictions": predictions,
+            }
         )
-        return {
-            "model": served.name,
-            "alias": served.alias,
-            "version": served.version,
-            "run_id": served.run_id,
-            "predictions": values,
-        }
 
     return app
 
@@ -280,17 +404,20 @@ def serve(
     host: str = DEFAULT_HOST,
     port: int = 0,
     fd: int | None = None,
+    resolved: Resolved | None = None,
     preload: threading.Thread | None = None,
+    fast: bool = True,
 ) -> None:
     """Load the model, print ``serving models:/NAME@ALIAS (version N) on http://HOST:PORT``, serve until stopped.
 
     ``fd`` is a listening socket inherited from a parent process (see :mod:`scripts.mlops.server`):
     the parent bound it, so it knows the port before the server starts and no other process
-    can take the port in between.
+    can take the port in between. ``resolved``, ``preload`` and ``fast``: see :func:`load_served`.
+    uvicorn runs on uvloop with the httptools parser when they are installed.
     """
+    served = load_served(model_name, alias, resolved=resolved, preload=preload, fast=fast)
     import uvicorn
 
-    served = load_served(model_name, alias, preload=preload)
     app = create_app(model_name, alias, served=served)
     if fd is not None:
         sock = socket.socket(fileno=fd)
@@ -300,11 +427,27 @@ def serve(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving models:/{model_name}@{alias} (version {served.version}) on http://{shown}:{bound}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        loop="uvloop" if _importable("uvloop") else "asyncio",
+        http="httptools" if _importable("httptools") else "h11",
+    )
+    # Everything loaded so far lives as long as the server: keep the garbage collector from
+    # scanning it again and again (a forked server inherits MLflow's and scikit-learn's objects).
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def preload_loader() -> threading.Thread:

@@ -14,7 +14,10 @@ FastAPI imported once per notebook or test run), or is a fresh interpreter when 
 another ``python`` is asked for, or the environment sets start-up variables differently.
 
 The child uses the caller's MLflow tracking and registry URIs (relative ``sqlite:///``
-paths are made absolute), so it serves from the same registry the notebook just wrote to.
+paths are made absolute), so it serves from the same registry the notebook just wrote to. This
+process resolves the alias in that registry and tells the child the version, run id and local
+artifact folder (:func:`resolve_for_child`), so the child loads the model without importing
+MLflow; when it cannot (alias unset, artifacts missing), the child resolves it and says why not.
 As a safety net for notebook kernels, servers still running when Python exits are stopped
 (``weakref.finalize``), and on Linux a server also receives SIGTERM if its parent dies.
 """
@@ -33,10 +36,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import warm
 from .errors import MlopsError
+
+if TYPE_CHECKING:
+    from .app import Resolved
 
 HOST = "127.0.0.1"
 #: A server process: a fresh interpreter, or a child of the warm one (:mod:`scripts.mlops.warm`).
@@ -102,6 +108,29 @@ def child_tracking_env() -> dict[str, str]:
         "MLFLOW_TRACKING_URI": _absolute(mlflow.get_tracking_uri()),
         "MLFLOW_REGISTRY_URI": _absolute(mlflow.get_registry_uri()),
     }
+
+
+def resolve_for_child(model: str, alias: str, env: Mapping[str, str]) -> Resolved | None:
+    """``models:/model@alias`` resolved with the registry the child would use, or None.
+
+    The version, its run and the local folder of its artifacts are what the child needs to
+    load the model without MLflow. None (the child resolves the alias itself, and reports any
+    problem in its own words) when the alias is not set, the registry cannot be read, or the
+    artifacts are not in a local folder.
+    """
+    import mlflow
+
+    from .app import Resolved, local_model_dir
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_REGISTRY_URI"])
+    try:
+        found = client.get_model_version_by_alias(model, alias)
+        folder = local_model_dir(model, int(found.version), client)
+    except Exception:  # noqa: BLE001 - the child reports it, as a server started from a terminal would
+        return None
+    if not (folder / "MLmodel").is_file():
+        return None
+    return Resolved(int(found.version), found.run_id or "", folder)
 
 
 def _absolute(uri: str) -> str:
@@ -174,12 +203,17 @@ def _launch(
     child_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     child_env["PYTHONUNBUFFERED"] = "1"
     workspace = active()
+    resolved = resolve_for_child(model, alias, child_env)
     sock = listening_socket(HOST, 0)
     port = int(sock.getsockname()[1])
     command = [python, "-m", "scripts.mlops"]
     if workspace is not None:  # the server opens the same workspace folder (the URI comes from env)
         command += ["--workspace", workspace.name]
-    command += ["serve", "--model", model, "--alias", alias, "--fd", str(sock.fileno())]
+    command += ["serve", "--model", model, "--alias", alias]
+    if resolved is not None:  # the child loads this folder and never imports MLflow
+        command += ["--version", str(resolved.version), "--run-id", resolved.run_id]
+        command += ["--model-dir", str(resolved.model_dir)]
+    command += ["--fd", str(sock.fileno())]
 
     logs = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
     process: Process

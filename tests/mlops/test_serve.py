@@ -58,6 +58,7 @@ def test_health_reports_the_loaded_version(staging_client: Any, registry_ws: Tra
         "version": 1,
         "run_id": registry_ws.runs[1],
         "model_uri": f"models:/{MODEL}/1",
+        "loader": "skops+numpy",
     }
 
 
@@ -319,3 +320,174 @@ def server_env() -> dict[str, str]:
     from scripts.mlops.server import child_tracking_env
 
     return child_tracking_env()
+
+
+# --- The server near its floor: no MLflow in the child, skops, a verified numpy path ------------------
+
+_CHILD = """
+import json, sys
+import uvicorn
+
+def report(self, sockets=None):  # instead of serving: what the real `serve` command loaded
+    app = self.config.app
+    print(json.dumps({"mlflow": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")[:3],
+                      "loader": app.state.served.loader, "version": app.state.served.version}))
+
+uvicorn.Server.run = report
+from scripts.mlops import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _run_child(args: list[str], cwd: Path) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    from scripts.mlops.server import child_tracking_env
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **child_tracking_env(), "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+def test_a_server_told_the_version_by_its_parent_never_imports_mlflow(registry_ws: TrainedWorkspace) -> None:
+    from scripts.mlops.server import child_tracking_env, resolve_for_child
+
+    resolved = resolve_for_child(MODEL, "production", child_tracking_env())
+    assert resolved is not None and resolved.version == 2 and (resolved.model_dir / "MLmodel").is_file()
+    told = ["--workspace", "serve", "serve", "--model", MODEL, "--alias", "production", "--port", "0",
+            "--version", "2", "--run-id", resolved.run_id, "--model-dir", str(resolved.model_dir)]
+    assert _run_child(told, registry_ws.root) == {"mlflow": [], "loader": "skops+numpy", "version": 2}
+    # The control: a server that resolves the alias itself does import MLflow (so the check can fail).
+    asked = _run_child(told[:9], registry_ws.root)
+    assert asked["mlflow"] and asked["version"] == 2 and asked["loader"] == "skops+numpy"
+
+
+def test_a_fast_path_that_disagrees_stops_the_server_from_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts.mlops import fastpath
+
+    honest = fastpath.FastPipeline.predict
+
+    def tampered(self: fastpath.FastPipeline, records: Any) -> list[Any]:
+        labels = honest(self, records)
+        return [{"no": "yes", "yes": "no"}[labels[0]], *labels[1:]]  # the first record's label flipped
+
+    monkeypatch.setattr(fastpath.FastPipeline, "predict", tampered)
+    with pytest.raises(fastpath.FastPathMismatch, match="disagrees with the pipeline itself on 1 of 2400 rows"):
+        create_app(MODEL, "staging")
+    assert cli.main(["--workspace", "serve", "serve", "--model", MODEL, "--alias", "staging", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the numpy path of the logistic regression pipeline disagrees") and "Traceback" not in err
+    assert "--no-fast-path" in err
+    # Without the fast path, the same model is served by the pipeline's own predict.
+    from fastapi.testclient import TestClient
+
+    from scripts.mlops.app import load_served
+
+    served = load_served(MODEL, "staging", fast=False)
+    with TestClient(create_app(MODEL, "staging", served=served)) as client:
+        assert client.get("/health").json()["loader"] == "skops+sklearn"
+
+
+def _save(model: Any, folder: Path, flavor: str, frame: Any) -> Path:
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(frame, ["no"] * len(frame))
+    if flavor == "sklearn":
+        mlflow.sklearn.save_model(model, folder, signature=signature, serialization_format="skops")
+    else:
+        mlflow.pyfunc.save_model(folder, python_model=model, signature=signature)
+    return folder
+
+
+class _EchoFirstLabel(mlflow.pyfunc.PythonModel):
+    """A pyfunc model of no sklearn flavor: 'yes' for students, else 'no'."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> list[str]:
+        return ["yes" if segment == "student" else "no" for segment in model_input["segment"]]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # MLflow's advice on type hints and input examples
+def test_unrecognised_pipelines_and_other_flavors_fall_back(
+    tmp_path: Path, datasets: dict[str, Path], records: list[dict[str, Any]]
+) -> None:
+    import pandas as pd
+    from fastapi.testclient import TestClient
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import Pipeline
+
+    from scripts.mlops.app import Resolved, load_served
+    from scripts.mlops.train import TrainConfig, build_pipeline
+
+    frame = data.load(datasets["v1"])
+    features = frame[list(data.FEATURES)]
+    ridge = Pipeline([("preprocess", build_pipeline(TrainConfig()).steps[0][1]), ("classifier", RidgeClassifier())])
+    ridge.fit(features, frame[data.LABEL])
+    cases = [
+        (_save(ridge, tmp_path / "ridge", "sklearn", features.head(5)), "skops+sklearn", ridge.predict),
+        (_save(_EchoFirstLabel(), tmp_path / "pyfunc", "pyfunc", features.head(5)), "mlflow.pyfunc",
+         lambda f: _EchoFirstLabel().predict(None, f)),
+    ]
+    for folder, loader, expected in cases:
+        served = load_served(MODEL, "staging", resolved=Resolved(7, "run", folder))
+        assert served.loader == loader
+        with TestClient(create_app(MODEL, "staging", served=served)) as client:
+            assert client.get("/health").json()["loader"] == loader
+            response = client.post("/predict", json={"records": records})
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"] == list(expected(pd.DataFrame(records)))
+
+
+def test_pickle_deserialization_off_refuses_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(RegistryError, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false"):
+        create_app(MODEL, "staging")
+
+
+@pytest.fixture(scope="module")
+def trees_version(registry_ws: TrainedWorkspace, datasets: dict[str, Path]) -> int:
+    """Version 3: a gradient-boosting pipeline, @trees."""
+    from scripts.mlops.train import TrainConfig, train_and_log
+
+    with pytest.MonkeyPatch.context() as mp:
+        registry_ws.enter(mp)
+        result = train_and_log(datasets["v1"], datasets["eval"], TrainConfig(model="hgb"), register=MODEL)
+        promotion.promote(MODEL, int(result.version or 0), "trees", actor="test")
+    return int(result.version or 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alias", ["production", "trees"])
+def test_http_predictions_equal_pyfunc_on_the_whole_frozen_eval_set(
+    alias: str, trees_version: int, datasets: dict[str, Path]
+) -> None:
+    import httpx
+
+    frame = data.features(data.load(datasets["eval"]))
+    eval_records = json.loads(frame.to_json(orient="records"))
+    with running_server(MODEL, alias) as server:
+        health = server.health()
+        expected = mlflow.pyfunc.load_model(health["model_uri"]).predict(frame)
+        assert health["loader"] == "skops+numpy"
+        served: list[Any] = []
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            sizes = [1] * 20 + [64] * ((len(eval_records) - 20) // 64 + 1)  # single records, then batches
+            start = 0
+            for size in sizes:
+                chunk = eval_records[start : start + size]
+                if not chunk:
+                    break
+                response = client.post("/predict", json={"records": chunk})
+                assert response.status_code == 200, response.text
+                served.extend(response.json()["predictions"])
+                start += size
+            whole = client.post("/predict", json={"records": eval_records})  # above the trees' fast-path size
+            assert whole.status_code == 200 and whole.json()["predictions"] == list(expected)
+    assert served == list(expected) and len(served) == 2400

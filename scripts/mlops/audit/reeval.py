@@ -10,8 +10,9 @@ pandas, on the machine's second core, while the first answers the registry's que
 
 A model saved by MLflow's scikit-learn flavor in skops format (everything this project trains)
 is restored the way MLflow's own loader does it: ``skops.io.load`` with the trusted types its
-``MLmodel`` names. Any other model goes through ``mlflow.pyfunc.load_model``. Both processes
-run the same :func:`reevaluate`, so the answer does not depend on where it ran.
+``MLmodel`` names (:mod:`scripts.mlops.model_files`, shared with the model server). Any other
+model goes through ``mlflow.pyfunc.load_model``. Both processes run the same
+:func:`reevaluate`, so the answer does not depend on where it ran.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from ..model_files import RestoreError, load_model_folder
+
+__all__ = ["Pending", "RestoreError", "load_bundled_model", "main", "reevaluate"]
 
 _ROOT = Path(__file__).resolve().parents[3]  # the folder that holds scripts/
 
@@ -33,46 +37,9 @@ _ROOT = Path(__file__).resolve().parents[3]  # the folder that holds scripts/
 TIMEOUT_SECONDS = 300.0
 
 
-class RestoreError(MlopsError):
-    """The bundled model cannot be restored (a rejection of the bundle, not an unusable audit)."""
-
-
-def _flavor(model_dir: Path) -> dict[str, Any] | None:
-    """The ``sklearn`` flavor of the MLmodel file when it is saved with skops, else None."""
-    import yaml
-
-    try:
-        meta = yaml.safe_load((model_dir / "MLmodel").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RestoreError(f"{model_dir / 'MLmodel'} cannot be read: {exc}") from None
-    flavor = (meta.get("flavors") or {}).get("sklearn") if isinstance(meta, dict) else None
-    if isinstance(flavor, dict) and flavor.get("serialization_format") == "skops":
-        return flavor
-    return None
-
-
 def load_bundled_model(model_dir: str | Path) -> Any:
     """Restore the model in ``model_dir`` (RestoreError says why it cannot be)."""
-    model_dir = Path(model_dir).resolve()
-    flavor = _flavor(model_dir)
-    if flavor is None:
-        from .. import registry
-
-        try:  # The environment is a question of its own (check_lock_supports_artifact).
-            return registry.load_model(str(model_dir), check_environment=False)
-        except MlopsError as exc:
-            raise RestoreError(str(exc).splitlines()[0]) from None
-    if os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").strip().lower() in ("false", "0"):
-        raise RestoreError(
-            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false, so neither MLflow nor this audit loads a serialized model"
-        )
-    import skops.io
-
-    path = model_dir / str(flavor.get("pickled_model") or "model.skops")
-    try:
-        return skops.io.load(path, trusted=flavor.get("skops_trusted_types"))
-    except Exception as exc:  # noqa: BLE001 - a missing, corrupt or untrusted file
-        raise RestoreError(f"skops cannot load {path.name}: {type(exc).__name__}: {exc}") from None
+    return load_model_folder(model_dir)
 
 
 def reevaluate(model_dir: str | Path) -> dict[str, Any]:
