@@ -22,7 +22,6 @@ import jupyter_client.session
 import zmq
 import tornado.ioloop
 import comm
-import matplotlib_inline
 
 # The labs' libraries and the toolkit (skops first: see scripts.mlops._preload).
 from scripts.mlops import _preload as _commands

@@ -93,6 +93,7 @@ class Zygote:
     process: subprocess.Popen[bytes]
     control: socket.socket
     lock: threading.Lock = field(default_factory=threading.Lock)
+    launched: set[int] = field(default_factory=set)
 
     @classmethod
     def start(cls, interpreter: Sequence[str], env: Mapping[str, str], cwd: str) -> Zygote:
@@ -140,6 +141,7 @@ class Zygote:
             mine.close()
             raise ZygoteUnavailable(str(answer.get("error", answer)))
         mine.settimeout(None)  # blocking again: poll() asks with MSG_DONTWAIT
+        self.launched.add(int(answer["pid"]))
         return ForkedProcess(int(answer["pid"]), mine, list(argv))
 
     def ping(self, timeout: float = REPLY_TIMEOUT) -> None:
