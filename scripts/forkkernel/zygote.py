@@ -345,13 +345,14 @@ class Zygote:
         in_session_r, in_session_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the kernel
             code = 1
             try:
                 os.setsid()
                 _set_parent_death_signal(signal.SIGKILL)
-                if os.getppid() == 1:  # the zygote died between fork and prctl
+                if os.getppid() != zygote_pid:  # the zygote died between fork and prctl
                     os._exit(1)
                 os.close(in_session_w)  # the zygote may now report the pid: killpg reaches this process
                 self._let_go(status, in_session_r)
