@@ -32,7 +32,8 @@ from typing import Any
 REPLY_TIMEOUT = 120.0
 
 #: Variables that act when an interpreter starts or when a preloaded library is imported: a kernel
-#: whose environment sets them differently needs a zygote started with its values.
+#: whose environment sets them differently needs a zygote started with its values. (PATH: GitPython
+#: looks for `git` on import.)
 _STARTUP_PREFIXES = (
     "PYTHON",
     "OMP_",
@@ -47,7 +48,17 @@ _STARTUP_PREFIXES = (
     "MPL",
 )
 _STARTUP_NAMES = frozenset(
-    {"LANG", "LANGUAGE", "TZ", "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "IPYTHONDIR", "JUPYTER_PLATFORM_DIRS"}
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "IPYTHONDIR",
+        "JUPYTER_PLATFORM_DIRS",
+    }
 )
 #: What ipykernel puts in MPLBACKEND when it is unset, before any cell can import matplotlib.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
