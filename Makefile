@@ -60,6 +60,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@rm -f $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/mlops_labs.pth
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlops labs)" > /dev/null
+	@# python3-forked: the same kernel, forked from a warm zygote (scripts/forkkernel; nbval uses it).
+	$(PY) -m scripts.forkkernel install --sys-prefix > /dev/null
 	@touch $(STAMP)
 
 # The chapters' figures (scripts/book_charts.py) are executed once and kept in Jupyter Book's

@@ -63,6 +63,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """nbval runs the reference notebooks in python3-forked (see pyproject's addopts): when this
+    process will run some, start the kernels' zygote now, so that its imports overlap the tests
+    that run before the first notebook."""
+    from scripts.forkkernel import KERNEL_NAME, client
+
+    if session.config.getoption("nbval_kernel_name", None) != KERNEL_NAME:
+        return
+    if not any(item.nodeid.startswith("solutions/") for item in session.items):
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    interpreter = client.interpreter_part(KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv)
+    if interpreter is not None:
+        client.warm_up(interpreter)
+
+
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Production:
     """Built once per test module by the baseline refresh recipe (as `make baseline` does)."""

@@ -15,20 +15,29 @@ DEFAULT_TIMEOUT = 180  # seconds per cell
 
 
 def run(
-    path: str | Path, *, allow_errors: bool = False, timeout: int = DEFAULT_TIMEOUT, cwd: str | Path | None = None
+    path: str | Path,
+    *,
+    allow_errors: bool = False,
+    timeout: int = DEFAULT_TIMEOUT,
+    cwd: str | Path | None = None,
+    kernel_name: str = "python3",
 ) -> nbformat.NotebookNode:
     """Execute the notebook at ``path`` and return it with outputs (the file is not changed).
 
     The kernel starts in ``cwd`` (default: the notebook's folder), so relative workspace paths
     behave as they do for a student. With ``allow_errors=False`` the first failing cell raises
-    ``nbclient.exceptions.CellExecutionError``.
+    ``nbclient.exceptions.CellExecutionError``. ``kernel_name="python3-forked"`` forks the kernel
+    from a warm interpreter (:mod:`scripts.forkkernel`); stored outputs are refreshed with the
+    default, a fresh kernel.
     """
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(
         nb,
         timeout=timeout,
-        kernel_name="python3",
+        kernel_name=kernel_name,
+        # What nbclient gives a kernel named python3 (an in-memory IPython history), for any name.
+        extra_arguments=["--HistoryManager.hist_file=:memory:"],
         allow_errors=allow_errors,
         record_timing=False,
         resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},

@@ -1,0 +1,332 @@
+"""Kernels forked from the zygote (scripts.forkkernel) behave as fresh ones: same state after the
+setup imports, same outputs, same crash, interrupt and timeout behaviour; a kernel that could
+differ is launched fresh; nothing outlives its parent.
+
+Every comparison runs the stock ``python3`` kernel and the forked one in the same test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+
+from scripts.forkkernel import KERNEL_NAME, PROVISIONER_NAME, client
+from scripts.forkkernel.provisioner import ForkingProvisioner
+
+REPO = Path(__file__).resolve().parents[1]
+FRESH = "python3"
+KERNELS = (FRESH, KERNEL_NAME)
+# nbclient gives kernels named python3 an in-memory IPython history; the forked kernel gets it too.
+HISTORY = ["--HistoryManager.hist_file=:memory:"]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `make` exports it: one BLAS/OpenMP thread, so the zygote can fork (both kernels get it)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MLOPS_COLD", raising=False)
+
+
+def test_the_forked_kernelspec_names_the_provisioner() -> None:
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:  # pragma: no cover - the venv stamp installs it
+        pytest.fail(f"kernelspec {KERNEL_NAME} is not installed: python -m scripts.forkkernel install --sys-prefix")
+    assert spec.metadata["kernel_provisioner"]["provisioner_name"] == PROVISIONER_NAME
+    stock = KernelSpecManager().get_kernel_spec(FRESH)
+    assert spec.argv == stock.argv  # the same interpreter and flags as the stock kernel
+
+
+def _run(cells: list[str], kernel: str, cwd: Path, **options: object) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
+    NotebookClient(
+        nb, kernel_name=kernel, extra_arguments=HISTORY, resources={"metadata": {"path": str(cwd)}}, **options
+    ).execute()
+    return nb
+
+
+def _outputs(nb: nbformat.NotebookNode) -> list[object]:
+    """Every output, as JSON; only the kernel's pid (in the name of its cells' files) is masked."""
+    return [re.sub(r"ipykernel_\d+", "ipykernel_<PID>", json.dumps(cell.outputs, sort_keys=True)) for cell in nb.cells]
+
+
+STATE = textwrap.dedent(
+    r"""
+    import json, logging, os, re, signal, sys, tempfile, threading, warnings
+    import matplotlib, numpy as np, pandas as pd
+    from ipykernel.kernelapp import IPKernelApp
+    from pandas._config import config as cf
+    def target(fd):
+        try:
+            return re.sub(r"\d+", "N", os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return "?"
+    app = IPKernelApp.instance()
+    print(json.dumps({
+        "cwd": os.getcwd(), "path": sys.path, "argv": [os.path.basename(a) for a in sys.argv[:1]] + sys.argv[3:],
+        "flags": repr(sys.flags), "xoptions": sys._xoptions, "executable": sys.executable,
+        "env": {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME", "_MLFLOW_TELEMETRY_SESSION_ID")},
+        "telemetry_session": "_MLFLOW_TELEMETRY_SESSION_ID" in os.environ,
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "fds": sorted(target(int(fd)) for fd in os.listdir("/proc/self/fd")),
+        "stdin": target(0),
+        "signals": {s.name: repr(signal.getsignal(s)) for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)},
+        "pandas": {k: repr(cf._get_root(k)[0][cf._get_root(k)[1]]) for k in cf._registered_options},
+        "pandas_defaults": {k: repr(o.defval) for k, o in cf._registered_options.items()},
+        "rc": {k: repr(v) for k, v in matplotlib.rcParams.items()},
+        "warnings": sorted(repr(f) for f in warnings.filters),
+        "root_logger": [type(h).__name__ for h in logging.getLogger().handlers],
+        "tempdir": tempfile.gettempdir(), "numpy_print": repr(np.get_printoptions()),
+        "parent_handle": app.parent_handle == int(os.environ["JPY_PARENT_PID"]),
+        "own_session": os.getsid(0) == os.getpid() == os.getpgid(0),
+        "umask": os.umask(0o22), "recursion": sys.getrecursionlimit(),
+    }))
+    """
+)
+SETUP = "import mlflow\nimport pandas as pd\nfrom scripts.mlops import data, evaluate, plots, registry, train"
+
+
+def test_a_forked_kernel_is_in_the_state_of_a_fresh_one(tmp_path: Path) -> None:
+    """After the labs' setup imports: environment, paths, streams, descriptors, signals, threads,
+    pandas options and their defaults (display.max_columns, display.encoding), matplotlib's rc,
+    warning filters... are those of a fresh kernel. Differences that are expected: the Python
+    thread list is the same, but Arrow's jemalloc background thread is off in the forked one."""
+    states = {}
+    for kernel in KERNELS:
+        nb = _run([SETUP, STATE], kernel, tmp_path)
+        stdout = [o for o in nb.cells[1].outputs if o.get("name") == "stdout"]
+        states[kernel] = json.loads(stdout[-1]["text"])
+    fresh, forked = states[FRESH], states[KERNEL_NAME]
+    assert forked["pandas"]["display.max_columns"] == fresh["pandas"]["display.max_columns"] == "20"
+    assert forked["own_session"] and forked["parent_handle"] and forked["telemetry_session"] == fresh["telemetry_session"]
+    different = {k for k in fresh if fresh[k] != forked[k]}
+    assert not different, {k: (fresh[k], forked[k]) for k in different}
+
+
+OUTPUTS = [
+    "import pandas as pd, numpy as np\nfrom scripts.mlops import plots\nimport matplotlib.pyplot as plt",
+    "pd.DataFrame(np.arange(60).reshape(2, 30))",
+    "print(pd.DataFrame(np.arange(60).reshape(2, 30)))",
+    "fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([1, 3, 2]); ax.set_title('t')",
+    "import sys, os; print(sys.path[0] == os.getcwd(), os.getcwd()); print('to stderr', file=sys.stderr)",
+    "{'b': 1, 'a': [1.5, None]}",
+    "import warnings; warnings.warn('careful')",
+    "1 / 0",
+]
+
+
+def test_outputs_are_those_of_a_fresh_kernel(tmp_path: Path) -> None:
+    """Byte for byte: a wide DataFrame (HTML and text), a figure's PNG, streams, a warning, an error."""
+    runs = [_outputs(_run(OUTPUTS, kernel, tmp_path, allow_errors=True)) for kernel in KERNELS]
+    assert runs[0] == runs[1]
+    assert "image/png" in json.dumps(runs[1][3])  # the figure really was drawn inline
+
+
+def test_a_crash_is_a_dead_kernel_and_a_restart_works(tmp_path: Path) -> None:
+    """os._exit and SIGKILL in a cell: nbclient reports DeadKernelError; the manager restarts it."""
+    for kernel in KERNELS:
+        for crash in ("import os; os._exit(1)", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"):
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(crash)])
+            runner = NotebookClient(nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=60)
+            with runner.setup_kernel(cwd=str(tmp_path)):
+                runner.execute_cell(nb.cells[0], 0)
+                with pytest.raises(DeadKernelError):
+                    runner.execute_cell(nb.cells[1], 1)
+                assert runner.km is not None
+                run_sync(runner.km.restart_kernel)(now=True)
+                assert isinstance(runner.km.provisioner, ForkingProvisioner) == (kernel == KERNEL_NAME)
+                if kernel == KERNEL_NAME:
+                    assert runner.km.provisioner.forked  # the restart forked again
+                run_sync(runner.kc.wait_for_ready)(timeout=60)  # type: ignore[union-attr]
+                probe = nbformat.v4.new_code_cell("print('alive', 'x' in globals())")
+                nb.cells.append(probe)
+                runner.execute_cell(probe, 2)
+                assert probe.outputs[0]["text"] == "alive False\n"
+
+
+def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
+    km = KernelManager(kernel_name=kernel)
+    km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        msg_id = kc.execute("import time\ntime.sleep(30)")
+        time.sleep(1.0)
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=20)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        errors = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=5)
+            if msg["msg_type"] == "error":
+                errors.append({k: msg["content"][k] for k in ("ename", "evalue", "traceback")})
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        content = reply["content"]
+        return {"status": content["status"], "ename": content.get("ename"), "errors": errors, "alive": km.is_alive()}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_an_interrupt_gives_the_same_keyboardinterrupt(tmp_path: Path) -> None:
+    fresh, forked = (_interrupted(kernel, tmp_path) for kernel in KERNELS)
+    assert fresh["ename"] == "KeyboardInterrupt" and fresh["alive"]
+    assert forked == fresh
+
+
+def _timed_out(kernel: str, cwd: Path) -> tuple[str, list[object], list[object]]:
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)"), nbformat.v4.new_code_cell("print('next')")]
+    )
+    runner = NotebookClient(
+        nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=2, interrupt_on_timeout=True, allow_errors=True
+    )
+    with runner.setup_kernel(cwd=str(cwd)):
+        error = ""
+        try:
+            runner.execute_cell(nb.cells[0], 0)
+        except CellTimeoutError as exc:  # pragma: no cover - with interrupt_on_timeout it is reported as output
+            error = type(exc).__name__
+        runner.execute_cell(nb.cells[1], 1)
+    return error, [ANSI.sub("", json.dumps(o)) for o in nb.cells[0].outputs], [dict(o) for o in nb.cells[1].outputs]
+
+
+def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
+    fresh, forked = (_timed_out(kernel, tmp_path) for kernel in KERNELS)
+    assert "KeyboardInterrupt" in json.dumps(fresh[1]) and fresh[2][0]["text"] == "next\n"
+    assert forked == fresh
+
+
+def test_a_kernel_with_other_startup_variables_is_fresh(tmp_path: Path) -> None:
+    """PYTHONHASHSEED acts at interpreter start: a kernel asking for its own gets a fresh interpreter
+    (here: a zygote of its own, started with that environment), never the shared zygote's seed."""
+    seen = {}
+    for seed in ("0", "1"):
+        km = KernelManager(kernel_name=KERNEL_NAME)
+        km.start_kernel(cwd=str(tmp_path), env={**os.environ, "PYTHONHASHSEED": seed})
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            out: list[str] = []
+            kc.execute_interactive(
+                "print(hash('forkkernel'))",
+                timeout=30,
+                output_hook=lambda m, out=out: out.append(m["content"].get("text", "")),
+            )
+            seen[seed] = out
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    expected = {
+        seed: subprocess.run(
+            [sys.executable, "-c", "print(hash('forkkernel'))"],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in seen
+    }
+    assert {seed: "".join(out) for seed, out in seen.items()} == expected
+
+
+def test_commands_that_are_not_ipykernel_are_not_forked() -> None:
+    assert client.interpreter_part([sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"]) == (sys.executable,)
+    assert client.interpreter_part([sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher"]) is not None
+    assert client.interpreter_part([sys.executable, "-m", "other_kernel", "-f", "c.json"]) is None
+    assert client.interpreter_part([sys.executable, "-W", "error", "-m", "ipykernel_launcher"]) is None
+    assert client.launch(["/bin/sh", "-c", "true"], env=dict(os.environ), cwd=".") is None
+
+
+PARENT = textwrap.dedent(
+    """
+    import os, sys, time
+    from jupyter_client.manager import KernelManager
+    km = KernelManager(kernel_name=sys.argv[1])
+    km.start_kernel()
+    kc = km.client(); kc.start_channels(); kc.wait_for_ready(timeout=120)
+    print(km.provisioner.pid, km.provisioner.forked, flush=True)
+    time.sleep(float(sys.argv[2]))
+    os._exit(0)  # no shutdown: the parent just dies
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def test_kernels_end_when_their_parent_dies(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PARENT, KERNEL_NAME, "0"], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    pid, forked = done.stdout.split()
+    assert forked == "True", done.stderr
+    assert _wait_gone(int(pid)), "the forked kernel outlived its parent"
+
+
+def test_a_kernel_dies_with_its_zygote(tmp_path: Path) -> None:
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(tmp_path))
+    try:
+        provisioner = km.provisioner
+        assert isinstance(provisioner, ForkingProvisioner) and provisioner.forked
+        zygote = next(z for z in client._zygotes.values() if provisioner.pid in z.launched)
+        os.kill(zygote.process.pid, signal.SIGKILL)
+        assert provisioner.process is not None
+        assert provisioner.process.wait(10) == -signal.SIGKILL  # reported as killed, as Popen would
+        assert _wait_gone(provisioner.pid)
+        assert not km.is_alive()
+    finally:
+        km.shutdown_kernel(now=True)
+        client.stop_all()
+
+
+def test_cold_mode_launches_fresh_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_COLD", "1")
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(tmp_path))
+    try:
+        assert isinstance(km.provisioner, ForkingProvisioner) and not km.provisioner.forked
+        assert km.is_alive()
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_zygotes() -> Iterator[None]:
+    yield
+    client.stop_all()
