@@ -218,6 +218,41 @@ def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
     assert forked == fresh
 
 
+#: A hostile cell from the grading corpus: the kernel's own loop then fails, and its error report too.
+BREAK_BUILTINS = "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.callable = lambda x: False\n"
+
+
+def _after_broken_builtins(kernel: str, cwd: Path, wait: float = 14.0) -> int | None:
+    """Start ``kernel``, break its builtins, and return its exit status ``wait`` seconds later (None: alive)."""
+    km = KernelManager(kernel_name=kernel)
+    km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        kc.execute(BREAK_BUILTINS)
+        deadline = time.monotonic() + wait  # ipykernel's IOStream.flush gives up after 10 s
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            assert km.provisioner is not None
+            status = km.provisioner.process.poll()  # type: ignore[attr-defined]
+            if status is not None:
+                return int(status)
+        return None
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(tmp_path: Path) -> None:
+    """The kernel app fails, then so does sys.excepthook. A fresh interpreter then shuts down, and it
+    waits for the kernel's non-daemon threads: the kernel hangs, and a grader sees a cell timeout, not a
+    dead kernel. A forked kernel must end the same way and must not die on the failed error report."""
+    fresh, forked = (_after_broken_builtins(kernel, tmp_path) for kernel in KERNELS)
+    assert fresh is None, f"the stock kernel exited with {fresh}: this test's premise no longer holds"
+    assert forked is None, f"the forked kernel exited with {forked}; a fresh one keeps hanging"
+
+
 def test_a_kernel_with_other_startup_variables_is_fresh(tmp_path: Path) -> None:
     """PYTHONHASHSEED acts at interpreter start: a kernel asking for its own gets a fresh interpreter
     (here: a zygote of its own, started with that environment), never the shared zygote's seed."""

@@ -28,18 +28,18 @@ import fcntl
 import io
 import json
 import os
-import random
 import runpy
 import select
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from ..mlops import fresh
 
 #: What the zygote imports before it forks anything.
 PRELOAD = "scripts.forkkernel._preload"
@@ -172,15 +172,6 @@ def _hook_kernel_app(before: Callable[[Any], None], after: Callable[[Any], None]
     IPKernelApp.initialize = initialize  # type: ignore[method-assign]
 
 
-def _exit_status(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
 def become_kernel(
     argv: list[str],
     env: dict[str, str],
@@ -206,45 +197,14 @@ def become_kernel(
         os.close(fd)
     for stream in (sys.stdout, sys.stderr):
         _fresh_stream(stream)
-    os.environ.clear()
-    os.environ.update(env)
+    module_at = argv.index("-m")
+    fresh.become(env, cwd, [argv[module_at + 1], *argv[module_at + 2 :]], orig_argv=argv)
     for name, value in (set_by_imports or {}).items():
         os.environ.setdefault(name, value)
-    os.chdir(cwd)
-    sys.path[0] = os.getcwd()  # `python -m` puts the working directory first
-    module_at = argv.index("-m")
-    sys.orig_argv = list(argv)
-    sys.argv = [argv[module_at + 1], *argv[module_at + 2 :]]
-    tempfile.tempdir = None  # re-read TMPDIR from the kernel's environment
-    random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
     reread_environment()
     _hook_kernel_app(before=settle_before_kernel_init, after=settle_after_kernel_init)
-    code = 0
-    try:
-        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        code = _exit_status(exc)
-    except BaseException:  # as the interpreter would: print the traceback, exit 1
-        traceback.print_exc()
-        code = 1
-    # What interpreter shutdown does before finalising: wait for non-daemon threads, run atexit.
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        try:
-            shutdown()
-        except BaseException:  # pragma: no cover - a thread's failure is already printed
-            pass
-    import atexit
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    code = fresh.run_main(lambda: runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True))
+    fresh.shut_down()
     return code
 
 

@@ -10,23 +10,20 @@ it drives a kernel started with ``python -m ipykernel_launcher``.
 A kernel gets what a fresh one gets: the environment, working folder and command line the
 kernel manager asked for (``sys.path[0]`` is the working folder, as with ``python -m``), its own
 session and process group (interrupts are ``SIGINT`` to the group), reseeded random generators,
-a reset temporary-folder cache, pandas' display width chosen as in a kernel, and standard
-streams on ``/dev/null`` (the kernel's output travels over its ZeroMQ channels). The template
-and every kernel stay inside the runner's sandbox: they are its descendants.
+a reset temporary-folder cache, and what the template's imports decided from its own environment
+decided again: the same set-up as nbval's forked kernels (:mod:`scripts.forkkernel.zygote`).
+Its standard streams are the ones the manager asked for (the kernel's output travels over its
+ZeroMQ channels). The template and every kernel stay inside the runner's sandbox: they are its
+descendants.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import random
 import select
 import signal
 import socket
-import sys
-import tempfile
-import threading
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -118,70 +115,21 @@ def _template(channel: socket.socket) -> None:
 
 
 def _kernel(request: dict[str, Any]) -> None:
-    """Become the kernel ``python -m ipykernel_launcher ARGS`` would start. Never returns."""
-    code = 0
+    """Become the kernel ``python -m ipykernel_launcher ARGS`` would start. Never returns.
+
+    The same kernel set-up as the notebook kernels nbval runs (:func:`scripts.forkkernel.zygote.become_kernel`):
+    what the template's imports decided from its own environment (pandas' display width,
+    ipykernel's parent pid, MLflow's telemetry) is decided again from the kernel's.
+    """
+    from scripts.forkkernel.zygote import become_kernel
+
+    code = 1
     try:
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.environ.clear()
-        os.environ.update(request["env"])
-        os.chdir(request["cwd"])
-        sys.path[0] = request["cwd"]
-        argv = list(request["argv"])
-        if "-m" in argv:  # [python, -m, ipykernel_launcher, -f, FILE, ...]: the arguments after the module
-            argv = argv[argv.index("-m") + 2 :]
-        sys.argv = ["ipykernel_launcher", *argv]
-        tempfile.tempdir = None
-        random.seed()
-        import numpy
-
-        numpy.random.seed()
-        from ipykernel.kernelapp import IPKernelApp
-
-        app = IPKernelApp.instance()
-        app.initialize(argv)
-        _display_like_a_kernel()
-        app.start()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    except BaseException:  # noqa: BLE001 - as the interpreter would: sys.excepthook, then exit 1
-        code = 1
-        try:
-            sys.excepthook(*sys.exc_info())
-        except BaseException:  # noqa: BLE001 - the interpreter prints "Error in sys.excepthook" and goes on
-            os.write(2, b"Error in sys.excepthook\n")
-    _exit_like_the_interpreter(code)
-
-
-def _exit_like_the_interpreter(code: int) -> None:
-    """What ``Py_FinalizeEx`` does before the process ends: wait for the threads that are not daemons,
-    run the ``atexit`` handlers, flush the standard streams; then end without tearing the copied
-    interpreter down."""
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's own exit step
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        code = become_kernel(list(request["argv"]), dict(request["env"]), str(request["cwd"]), 1, 2)
     finally:
         os._exit(code)
-
-
-def _display_like_a_kernel() -> None:
-    """pandas chose its display width when the template imported it, outside a kernel: choose again."""
-    if "pandas" not in sys.modules:
-        return
-    import pandas as pd
-
-    pd.set_option("display.max_columns", 0 if _is_terminal() else 20)
-
-
-def _is_terminal() -> bool:
-    """pandas' rule (``pandas.core.config_init.is_terminal``): not a terminal inside a Jupyter kernel."""
-    try:
-        ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        return True
-    return not hasattr(ip, "kernel")
 
 
 class _Forked:
@@ -229,6 +177,8 @@ class ForkedProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         assert self.template is not None, "set the provisioner's template before starting a kernel"
+        if not _is_ipykernel(cmd):  # a kernel the template cannot become: start it as jupyter_client would
+            return await super().launch_kernel(cmd, **kwargs)
         env = dict(kwargs.get("env") or os.environ)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         streams = tuple(_fd(kwargs.get(name), default) for name, default in (("stdout", 1), ("stderr", 2)))
@@ -238,6 +188,11 @@ class ForkedProvisioner(LocalProvisioner):
         self.pgid = pid  # the kernel called setsid(): it leads its own group
         self.cwd = cwd
         return self.connection_info
+
+
+def _is_ipykernel(cmd: list[str]) -> bool:
+    """Whether ``cmd`` is ``python [flags] -m ipykernel_launcher ...`` (the kernel the template forks)."""
+    return "-m" in cmd and cmd[cmd.index("-m") + 1 : cmd.index("-m") + 2] == ["ipykernel_launcher"]
 
 
 def _fd(stream: Any, default: int) -> int:

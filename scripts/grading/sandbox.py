@@ -194,7 +194,12 @@ class Cgroup:
     def join(self) -> None:
         """Move the calling process (a child about to exec) into the cgroup."""
         if self.path is not None:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+            self.join_path(self.path)
+
+    @staticmethod
+    def join_path(path: Path) -> None:
+        """Move the calling process into the cgroup at ``path`` (a process that got only the path: the zygote's child)."""
+        (path / "cgroup.procs").write_text(str(os.getpid()))
 
     def kill_all(self) -> None:
         """SIGKILL whatever is left in the cgroup, then remove it (once its tasks are reaped)."""

@@ -31,7 +31,6 @@ import atexit
 import importlib
 import json
 import os
-import random
 import resource
 import shutil
 import signal
@@ -46,6 +45,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..mlops import fresh
 from .assign import REPO
 
 #: Imported once by the zygote: what the runner, the kernel and the labs' setup cells load.
@@ -57,6 +57,7 @@ PRELOAD = (
     "scripts.grading.runner",
     "scripts.grading.export",
     "scripts.grading.forked",
+    "scripts.forkkernel.zygote",
 )
 #: What a kernel started by ipykernel gets when MPLBACKEND is unset; fixed before the imports.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -82,10 +83,10 @@ def _entry(name: str) -> Callable[[], Any]:
 
 def _place(request: dict[str, Any], fds: list[int], entry: Callable[[], Any]) -> None:
     """In a child of the zygote: enter the sandbox, fork into its PID namespace, run ``entry``. Never returns."""
-    from . import nsjoin
+    from . import nsjoin, sandbox
 
     if request.get("cgroup"):  # before entering: the cgroup file system is not visible inside
-        Path(request["cgroup"], "cgroup.procs").write_text(str(os.getpid()))
+        sandbox.Cgroup.join_path(Path(request["cgroup"]))
     for name, value in request["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
     nsjoin.enter(int(request["leaf"]))
@@ -96,32 +97,8 @@ def _place(request: dict[str, Any], fds: list[int], entry: Callable[[], Any]) ->
         os.dup2(fd, target)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     nsjoin.drop_privileges()
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.chdir(request["cwd"])
-    sys.path[0] = request["cwd"]  # as `python -m` sets it
-    sys.argv = [request["entry"], *request.get("argv", [])]
-    tempfile.tempdir = None
-    random.seed()
-    import numpy
-
-    numpy.random.seed()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    code = 0
-    try:
-        code = int(entry() or 0)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # as the interpreter would: the traceback on stderr, exit 1
-        traceback.print_exc()
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    fresh.become(request["env"], request["cwd"], [request["entry"], *request.get("argv", [])])
+    fresh.finish(fresh.run_main(entry))
 
 
 def _serve(channel: socket.socket) -> None:

@@ -23,18 +23,14 @@ fresh interpreter instead, as GitHub does; the tests run the deploy gate both wa
 
 from __future__ import annotations
 
-import atexit
 import io
 import multiprocessing
 import os
-import random
 import runpy
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import traceback
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +38,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+
+from . import fresh
 
 #: What the fork server imports before it forks anything: the project's commands and the
 #: libraries they load lazily (importing these in a fresh interpreter is the cost saved).
@@ -185,38 +183,9 @@ def _child(
     if sock is not None:  # the command adopts the descriptor: this object must never close it
         fd = sock.detach()
         argv = [word.replace("{fd}", str(fd)) for word in argv]
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    sys.path[0] = cwd  # `python -m` puts the working directory first
-    tempfile.tempdir = None  # re-read TMPDIR from the step's environment
-    random.seed()
-    try:
-        import numpy
-
-        numpy.random.seed()
-    except ImportError:  # pragma: no cover - numpy is a requirement
-        pass
     module, args = argv[0], argv[1:]
-    sys.argv = [module, *args]
-    code = 0
-    try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        if exc.code is None:
-            code = 0
-        elif isinstance(exc.code, int):
-            code = exc.code
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-    except BaseException:  # as the interpreter would: print the traceback, exit 1
-        traceback.print_exc()
-        code = 1
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    fresh.become(env, cwd, [module, *args])
+    fresh.finish(fresh.run_main(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True)))
 
 
 @dataclass
