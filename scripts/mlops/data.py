@@ -226,7 +226,7 @@ def validate(frame: pd.DataFrame, source: str = "the table", *, require_label: b
         frame[column] = converted.astype(float)
     for column in CATEGORICAL:
         frame[column] = frame[column].astype(str)
-        unknown = sorted(set(frame[column]) - set(CATEGORY_VALUES[column]))
+        unknown = sorted(set(frame[column].unique()) - set(CATEGORY_VALUES[column]))  # unique(): vectorised
         if unknown:
             raise DataError(
                 f"{source}: column {column!r} has unknown value(s) {unknown}; expected {list(CATEGORY_VALUES[column])}",
@@ -234,7 +234,7 @@ def validate(frame: pd.DataFrame, source: str = "the table", *, require_label: b
             )
     if require_label:
         frame[LABEL] = frame[LABEL].astype(str)
-        unknown = sorted(set(frame[LABEL]) - set(LABELS))
+        unknown = sorted(set(frame[LABEL].unique()) - set(LABELS))
         if unknown:
             raise DataError(
                 f"{source}: label column {LABEL!r} has unknown label(s) {unknown}; expected {list(LABELS)}",
