@@ -356,7 +356,11 @@ def test_baseline_command_describes_the_production_version(prod: Production, tmp
 def test_gate_command_passes_production_and_fails_a_degraded_candidate(
     prod: Production, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    common = ["--baseline", str(prod.baseline), "--data", str(prod.eval_path), "--latency-calls", "10"]
+    # This test is about the slice check. The p95 of 10 calls is about the slowest call, which a
+    # loaded CI machine pushed past the default 100 ms once (2 of 6 failed, latency_p95 too): the
+    # budget here is wide, and the latency check's own tests keep the default.
+    common = ["--baseline", str(prod.baseline), "--data", str(prod.eval_path), "--latency-calls", "10",
+              "--latency-budget-ms", "2000"]
     out = tmp_path / "candidate.json"
     assert run_cli("gate", "--candidate-uri", "models:/churn-classifier@production", *common, "--out", str(out)) == 0
     assert "Gate PASSED: all 6 checks passed." in capsys.readouterr().out
