@@ -222,33 +222,40 @@ def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
 BREAK_BUILTINS = "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.callable = lambda x: False\n"
 
 
-def _after_broken_builtins(kernel: str, cwd: Path, wait: float = 14.0) -> int | None:
-    """Start ``kernel``, break its builtins, and return its exit status ``wait`` seconds later (None: alive)."""
-    km = KernelManager(kernel_name=kernel)
-    km.start_kernel(cwd=str(cwd))
-    kc = km.client()
-    kc.start_channels()
+def _after_broken_builtins(kernels: tuple[str, ...], cwd: Path, wait: float = 14.0) -> list[int | None]:
+    """Start each kernel, break its builtins, and give each one's exit status ``wait`` seconds later
+    (None: alive). The kernels run side by side, so the test waits once."""
+    managers = [KernelManager(kernel_name=kernel) for kernel in kernels]
+    clients = []
     try:
-        kc.wait_for_ready(timeout=60)
-        kc.execute(BREAK_BUILTINS)
-        deadline = time.monotonic() + wait  # ipykernel's IOStream.flush gives up after 10 s
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
+        for km in managers:
+            km.start_kernel(cwd=str(cwd))
+            kc = km.client()
+            kc.start_channels()
+            clients.append(kc)
+        for kc in clients:
+            kc.wait_for_ready(timeout=60)
+            kc.execute(BREAK_BUILTINS)
+        time.sleep(wait)  # ipykernel's IOStream.flush gives up after 10 s; then the app fails
+        statuses = []
+        for km in managers:
             assert km.provisioner is not None
             status = km.provisioner.process.poll()  # type: ignore[attr-defined]
-            if status is not None:
-                return int(status)
-        return None
+            statuses.append(None if status is None else int(status))
+        return statuses
     finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        for kc in clients:
+            kc.stop_channels()
+        for km in managers:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
 
 
 def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(tmp_path: Path) -> None:
     """The kernel app fails, then so does sys.excepthook. A fresh interpreter then shuts down, and it
     waits for the kernel's non-daemon threads: the kernel hangs, and a grader sees a cell timeout, not a
     dead kernel. A forked kernel must end the same way and must not die on the failed error report."""
-    fresh, forked = (_after_broken_builtins(kernel, tmp_path) for kernel in KERNELS)
+    fresh, forked = _after_broken_builtins(KERNELS, tmp_path)
     assert fresh is None, f"the stock kernel exited with {fresh}: this test's premise no longer holds"
     assert forked is None, f"the forked kernel exited with {forked}; a fresh one keeps hanging"
 
