@@ -23,8 +23,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.mlops import data, promotion, server, warm, workspace
+from scripts.mlops.procs import free_port, stop_session
 from scripts.mlops.train import TrainConfig, train_and_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,12 +99,6 @@ def latency(url: str, bodies: list[bytes], n: int) -> dict[str, float]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     import httpx
 
@@ -120,17 +113,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
             pass
         time.sleep(0.05)
     raise SystemExit(f"{url} was not ready within {timeout:.0f} s")
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in its own session, with every process it started (its group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @contextmanager
@@ -155,7 +137,7 @@ def mlflow_serve(version: int) -> Iterator[tuple[str, float]]:
         wait_ready(f"{url}/ping", process)
         yield url, time.perf_counter() - began
     finally:
-        stop_group(process)
+        stop_session(process)
 
 
 @contextmanager
@@ -176,7 +158,7 @@ def noop_serve() -> Iterator[str]:
         wait_ready(f"{url}/health", process)
         yield url
     finally:
-        stop_group(process)
+        stop_session(process)
 
 
 def project_start(cold: bool) -> float:
