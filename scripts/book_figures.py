@@ -34,8 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 SOLUTIONS = REPO / "solutions"
@@ -51,6 +49,8 @@ class FigureError(ValueError):
 
 def outputs(notebook: str, cell_id: str) -> str:
     """All text/plain output (streams and results) of one cell of ``solutions/<notebook>.ipynb``."""
+    import nbformat  # here, not at the top: chapter 05's figure needs only load_range (2 s saved)
+
     nb = nbformat.read(SOLUTIONS / f"{notebook}.ipynb", as_version=4)
     for cell in nb.cells:
         if cell.get("id") == cell_id:

@@ -36,10 +36,26 @@ def _measure_behind_server(store_uri: str, folder: Path) -> tuple[contention.Mea
     import mlflow
 
     with contention.tracking_server(store_uri, folder / "art", folder / "server.log", workers=SERVER_WORKERS) as server:
+        assert not [line for line in _session_commands(server.process.pid) if "huey" in line or "_job_runner" in line], (
+            "the server started MLflow's job runner: SERVER_ENV must switch job execution off"
+        )
         result = contention.measure(server.url, WRITERS, CALLS, "one-by-one", "off", timeout=180)
         counts = contention.landed(result.reports, mlflow.MlflowClient(server.url))
     assert server.process.poll() is not None, "the server was stopped"
     return result, counts, server.seconds_to_healthy
+
+
+def _session_commands(session: int) -> list[str]:
+    """The command lines of every process in session ``session`` (the server and its children)."""
+    commands = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:  # after "pid (comm)": state, ppid, pgrp, session
+                commands.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return commands
 
 
 def _report(backend: str, result: contention.Measurement, started: float, healthy: float,

@@ -895,7 +895,11 @@ class InvalidHostHeader(Incident):
     def _start(self, lab: Lab, port: int, *flags: str) -> None:
         command = [_python(), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         command += ["--backend-store-uri", lab.tracking_uri, *flags]
-        process, _ = lab.start(command, ready_line=False, log=lab.scratch / "mlflow-server.log")
+        from ..contention import SERVER_ENV
+
+        process, _ = lab.start(
+            command, ready_line=False, log=lab.scratch / "mlflow-server.log", env=lab.env(**SERVER_ENV)
+        )
         lab.notes.update(server=process, port=port)
         _wait_healthy(lab, process, port)
 
