@@ -195,3 +195,30 @@ def test_a_dead_zygote_falls_back_to_a_fresh_runner(
     assert _rows(out)["partial.ipynb"] == _rows(first)["partial.ipynb"]
     log = next((out / "logs").glob("partial.ipynb*.log")).read_text()
     assert "note: no warm runner" in log and "starting a fresh one" in log
+
+
+def test_the_migrated_cache_is_made_once_per_process_then_copied(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh interpreter migrates the sandboxes' template database once; later grading runs copy it."""
+    from scripts.grading import session
+
+    monkeypatch.setattr(session, "_prepared", None)
+    started: list[list[str]] = []
+    real_run = subprocess.run
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(list(args[0]))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(session.subprocess, "run", counting)
+    first = session.prepare_cache(tmp_path / "first")
+    assert first is not None and len(started) == 1, "the first call makes the database in a fresh interpreter"
+    template = {path.name: path.read_bytes() for path in first.iterdir()}
+    assert any(name.endswith("-empty.db") for name in template), template.keys()
+
+    shutil.rmtree(tmp_path / "first")  # the copies come from the grader's private copy, not an output folder
+    for name in ("second", "third"):
+        again = session.prepare_cache(tmp_path / name)
+        assert again == tmp_path / name / "mlops-labs"
+        assert {path.name: path.read_bytes() for path in again.iterdir()} == template
+    assert len(started) == 1, "later calls start no interpreter"
