@@ -38,6 +38,7 @@ PLACEHOLDER = shutil.which("sleep") or "/usr/bin/sleep"
 #: The first cache :func:`prepare_cache` made in this process, kept in a private copy outside every
 #: output folder and sandbox; later calls copy it instead of migrating a database again.
 _prepared: Path | None = None
+_preparing = threading.Lock()  # two batches graded at once (threads) make it once, not twice
 
 
 @dataclass
@@ -300,6 +301,11 @@ def prepare_cache(folder: Path) -> Path | None:
     machine), so it runs once per grader process: the result is kept in a private temporary
     folder (never mounted into a sandbox, removed at exit) and copied for every later call.
     """
+    with _preparing:
+        return _prepare_cache(folder)
+
+
+def _prepare_cache(folder: Path) -> Path | None:
     global _prepared
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "mlops-labs"

@@ -211,11 +211,14 @@ def test_the_migrated_cache_is_made_once_per_process_then_copied(tmp_path: Path,
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(session.subprocess, "run", counting)
-    first = session.prepare_cache(tmp_path / "first")
-    assert first is not None and len(started) == 1, "the first call makes the database in a fresh interpreter"
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two batches graded at once, as the hostile test does
+        first, other = pool.map(session.prepare_cache, [tmp_path / "first", tmp_path / "other"])
+    assert first is not None and other is not None
+    assert len(started) == 1, "the first calls, even at once, make the database in one fresh interpreter"
     template = {path.name: path.read_bytes() for path in first.iterdir()}
     assert any(name.endswith("-empty.db") for name in template), template.keys()
 
+    assert {path.name: path.read_bytes() for path in other.iterdir()} == template
     shutil.rmtree(tmp_path / "first")  # the copies come from the grader's private copy, not an output folder
     for name in ("second", "third"):
         again = session.prepare_cache(tmp_path / name)
