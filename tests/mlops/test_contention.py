@@ -15,6 +15,7 @@ The failure counts are printed (``-s``) and recorded as test properties.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from scripts.mlops import contention
+from scripts.mlops import contention, procs
 from scripts.mlops.errors import MlopsError
 
 WRITERS, CALLS = 4, 20
@@ -48,13 +49,13 @@ def _measure_behind_server(store_uri: str, folder: Path) -> tuple[contention.Mea
 def _session_commands(session: int) -> list[str]:
     """The command lines of every process in session ``session`` (the server and its children)."""
     commands = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:  # after "pid (comm)": state, ppid, pgrp, session
-                commands.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    commands.append(procs.cmdline(int(entry.name)))
+            except ProcessLookupError:
+                continue  # the process ended while we looked
     return commands
 
 
