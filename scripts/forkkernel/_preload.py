@@ -13,6 +13,7 @@ by the kernel (as a fresh kernel does on its first figure).
 # The kernel: what `python -m ipykernel_launcher` imports before it runs a cell.
 import ipykernel.kernelapp
 import ipykernel.ipkernel
+import ipykernel.debugger  # debugpy and its vendored pydevd: imported by every kernel's init (0.2 s)
 import ipykernel.zmqshell
 import ipykernel.iostream
 import ipykernel.comm

@@ -33,7 +33,7 @@ REPLY_TIMEOUT = 120.0
 
 #: Variables that act when an interpreter starts or when a preloaded library is imported: a kernel
 #: whose environment sets them differently needs a zygote started with its values. (PATH: GitPython
-#: looks for `git` on import.)
+#: looks for `git` on import; debugpy's vendored pydevd reads its PYDEVD_* settings on import.)
 _STARTUP_PREFIXES = (
     "PYTHON",
     "OMP_",
@@ -46,6 +46,8 @@ _STARTUP_PREFIXES = (
     "MALLOC_",
     "JE_",
     "MPL",
+    "PYDEVD_",
+    "DEBUGPY_",
 )
 _STARTUP_NAMES = frozenset(
     {

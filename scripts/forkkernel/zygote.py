@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import importlib
 import io
+import itertools
 import json
 import os
 import runpy
@@ -47,6 +49,10 @@ PRELOAD = "scripts.forkkernel._preload"
 GRACE = 2.0
 
 _PR_SET_PDEATHSIG = 1
+#: How many default thread names ("Thread-N") the preloaded imports used up: debugpy's vendored
+#: pydevd creates a Thread object on import (to inspect it), which a fresh kernel imports while
+#: its app initialises. Set by :func:`main`; 0 in any other process.
+_thread_names_used_by_preload = 0
 _MAX_REQUEST = 1 << 20
 
 
@@ -112,6 +118,7 @@ def settle_after_kernel_init(app: Any) -> None:
     ``get_ipython`` is a builtin. The rule is evaluated again here in that same situation, and
     both the option and its registered default (what ``reset_option`` restores) follow it.
     """
+    _use_thread_names(_thread_names_used_by_preload)
     pandas_config = sys.modules.get("pandas.core.config_init")
     shell = getattr(app, "shell", None)
     if pandas_config is None or shell is None:
@@ -127,6 +134,27 @@ def settle_after_kernel_init(app: Any) -> None:
     from pandas._config.display import detect_console_encoding
 
     _reset_pandas_default(cf, "display.encoding", detect_console_encoding())
+
+
+def _import_keeping_thread_names(module: str) -> int:
+    """Import ``module``; return how many default thread names that used up, and put threading's
+    name counter back where it was (a fresh interpreter's next thread is still ``Thread-1``)."""
+    counter = getattr(threading, "_counter", None)
+    if counter is None:  # pragma: no cover - another CPython's threading
+        importlib.import_module(module)
+        return 0
+    first = counter()
+    importlib.import_module(module)
+    used = threading._counter() - first - 1  # type: ignore[attr-defined]
+    threading._counter = itertools.count(first).__next__  # type: ignore[attr-defined]
+    return used
+
+
+def _use_thread_names(count: int) -> None:
+    """Use up ``count`` default thread names, as the imports a fresh kernel does at this point would."""
+    counter = getattr(threading, "_counter", None)
+    for _ in range(count if counter is not None else 0):
+        counter()
 
 
 def _reset_pandas_default(cf: Any, key: str, value: object) -> None:
@@ -204,8 +232,31 @@ def become_kernel(
     reread_environment()
     _hook_kernel_app(before=settle_before_kernel_init, after=settle_after_kernel_init)
     code = fresh.run_main(lambda: runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True))
+    let_control_finish()
     fresh.shut_down()
     return code
+
+
+def let_control_finish(timeout: float = GRACE) -> None:
+    """After a ``shutdown_request``: wait until ipykernel's control thread has finished with it.
+
+    The control thread handles the request, stops the main loop and then still publishes an
+    "idle" status through the IOPub thread, while the main thread is already exiting. If
+    ``IPKernelApp.close`` (an ``atexit`` handler) stops the IOPub thread first, that publication
+    waits forever and the kernel hangs until its manager kills it, seconds later (an upstream
+    race: ipython/ipykernel#1518, posit-dev/positron#7142). A fresh interpreter rarely loses it
+    because its exit is slower; a forked kernel, whose exit skips walking the frozen heap (see
+    :func:`scripts.mlops.fresh.become`), lost it in about one shutdown in five. Waiting here for
+    the control thread, which ends once its loop has stopped, puts the two in the order
+    ipykernel intends. Kernels that end otherwise (``exit()`` in a cell, a crash) do not wait.
+    """
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    if kernelapp is None or not kernelapp.IPKernelApp.initialized():
+        return
+    app = kernelapp.IPKernelApp.instance()
+    kernel, control = getattr(app, "kernel", None), getattr(app, "control_thread", None)
+    if getattr(kernel, "_shutdown_message", None) is not None and control is not None and control.is_alive():
+        control.join(timeout)
 
 
 class Zygote:
@@ -378,10 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(args[0]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C is for the parent
-    import importlib
-
+    global _thread_names_used_by_preload
     before = dict(os.environ)
-    importlib.import_module(PRELOAD)
+    _thread_names_used_by_preload = _import_keeping_thread_names(PRELOAD)
     set_by_imports = {k: v for k, v in os.environ.items() if before.get(k) != v and k != "_MLFLOW_TELEMETRY_SESSION_ID"}
     Zygote(control, set_by_imports).serve()
     return 0

@@ -158,11 +158,19 @@ def generate(batch: str | BatchSpec) -> pd.DataFrame:
     return frame.loc[:, list(COLUMNS)]
 
 
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as CSV with stable formatting (same frame, same bytes), UTF-8 encoded."""
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.2f").encode()
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as CSV with stable formatting (same frame, same bytes)."""
-    path = Path(path)
+    return _write_bytes(csv_bytes(frame), Path(path))
+
+
+def _write_bytes(content: bytes, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, lineterminator="\n", float_format="%.2f")
+    path.write_bytes(content)
     return path
 
 
@@ -181,10 +189,9 @@ def write_datasets(folder: str | Path, batches: Sequence[str] = tuple(FILENAMES)
         if name not in batches:
             continue
         path = folder / filename
-        frame = generate(name)
-        expected = frame.to_csv(index=False, lineterminator="\n", float_format="%.2f").encode()
+        expected = csv_bytes(generate(name))  # formatted once: compared, and written only if different
         if not path.exists() or path.read_bytes() != expected:
-            write_csv(frame, path)
+            _write_bytes(expected, path)
         paths[name] = path
     if "eval" not in paths:
         return paths
