@@ -153,8 +153,9 @@ def _import_keeping_thread_names(module: str) -> int:
 def _use_thread_names(count: int) -> None:
     """Use up ``count`` default thread names, as the imports a fresh kernel does at this point would."""
     counter = getattr(threading, "_counter", None)
-    for _ in range(count if counter is not None else 0):
-        counter()
+    if counter is not None:
+        for _ in range(count):
+            counter()
 
 
 def _reset_pandas_default(cf: Any, key: str, value: object) -> None:
