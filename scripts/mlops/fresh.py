@@ -13,9 +13,10 @@ part they share, in one place: the exact environment (replaced, not merged), the
 ``sys.path[0]`` and ``sys.argv`` as ``python -m`` sets them, the temporary-folder cache reset
 (``TMPDIR`` is read again), and the random generators of :mod:`random` and numpy reseeded from
 the operating system (a fork copies their state, so two children would otherwise draw the same
-numbers), and the inherited heap frozen out of the garbage collector's reach (see :func:`become`). :func:`run_main` runs the child's entry point and turns its end into an exit status the
-way the interpreter does, and :func:`finish` does what interpreter shutdown does before the
-process ends (non-daemon threads joined, ``atexit`` handlers run, streams flushed).
+numbers), and the inherited heap frozen out of the garbage collector's reach (see :func:`become`).
+:func:`run_main` runs the child's entry point and turns its end into an exit status the way the
+interpreter does, and :func:`finish` does what interpreter shutdown does before the process ends
+(non-daemon threads joined, ``atexit`` handlers run, streams flushed).
 
 What a fork cannot make fresh stays with each caller: which descriptors the child keeps, and
 module state that preloaded libraries computed from the environment at import (pandas' display
