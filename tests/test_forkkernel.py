@@ -74,6 +74,7 @@ STATE = textwrap.dedent(
     import gc, json, logging, os, re, signal, sys, tempfile, threading, warnings
     import matplotlib, numpy as np, pandas as pd
     from ipykernel.kernelapp import IPKernelApp
+    from multiprocessing import forkserver
     from pandas._config import config as cf
     def target(fd):
         try:
@@ -101,6 +102,8 @@ STATE = textwrap.dedent(
         "parent_handle": app.parent_handle == int(os.environ["JPY_PARENT_PID"]),
         "own_session": os.getsid(0) == os.getpid() == os.getpgid(0),
         "umask": os.umask(0o22), "recursion": sys.getrecursionlimit(),
+        "fork_server": (lambda pid: pid and [os.getpgid(pid) == pid, target(forkserver._forkserver._forkserver_alive_fd)])(
+            forkserver._forkserver._forkserver_pid),
     }))
     """
 )
@@ -112,7 +115,8 @@ def test_a_forked_kernel_is_in_the_state_of_a_fresh_one(tmp_path: Path) -> None:
     pandas options and their defaults (display.max_columns, display.encoding), matplotlib's rc,
     warning filters, the next default thread name... are those of a fresh kernel. Differences that
     are expected: the Python thread list is the same, but Arrow's jemalloc background thread is
-    off in the forked one; the heap inherited from the zygote is frozen out of garbage collection."""
+    off in the forked one; the heap inherited from the zygote is frozen out of garbage collection;
+    the forked kernel's fork server for workflow steps is running already."""
     states = {}
     for kernel in KERNELS:
         nb = _run([SETUP, STATE], kernel, tmp_path)
@@ -127,6 +131,11 @@ def test_a_forked_kernel_is_in_the_state_of_a_fresh_one(tmp_path: Path) -> None:
     assert heap["frozen"] == 0, heap
     assert forked_heap["frozen"] > heap["collected"] / 2, (heap, forked_heap)  # the setup's imports, frozen
     assert forked_heap["collected"] < heap["collected"] / 5, (heap, forked_heap)
+    # The other: a forked kernel starts with the fork server for warm commands already forked
+    # (scripts.mlops.warm.fork_server_from_here), in a process group of its own, and holds its pipe.
+    assert fresh.pop("fork_server") is None
+    assert forked.pop("fork_server") == [True, "pipe:[N]"]
+    forked["fds"].remove("pipe:[N]")
     assert forked["pandas"]["display.max_columns"] == fresh["pandas"]["display.max_columns"] == "20"
     assert forked["own_session"] and forked["parent_handle"] and forked["telemetry_session"] == fresh["telemetry_session"]
     different = {k for k in fresh if fresh[k] != forked[k]}

@@ -41,7 +41,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..mlops import fresh
+from ..mlops import fresh, warm
 
 #: What the zygote imports before it forks anything.
 PRELOAD = "scripts.forkkernel._preload"
@@ -231,6 +231,7 @@ def become_kernel(
     for name, value in (set_by_imports or {}).items():
         os.environ.setdefault(name, value)
     reread_environment()
+    warm.fork_server_from_here()  # while this process is still single-threaded
     _hook_kernel_app(before=settle_before_kernel_init, after=settle_after_kernel_init)
     code = fresh.run_main(lambda: runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True))
     let_control_finish()

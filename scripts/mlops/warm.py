@@ -23,6 +23,7 @@ fresh interpreter instead, as GitHub does; the tests run the deploy gate both wa
 
 from __future__ import annotations
 
+import inspect
 import io
 import multiprocessing
 import os
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from . import fresh
 
@@ -94,8 +96,109 @@ def warm_up() -> None:
         from multiprocessing import forkserver
 
         context()
-        with _main_hidden():
+        with _starting():
             forkserver.ensure_running()
+
+
+def fork_server_from_here() -> bool:
+    """Start this process's fork server now, as a fork of this process rather than a fresh interpreter.
+
+    For a process that has already imported what :data:`PRELOAD` names and is still
+    single-threaded: a notebook kernel forked from :mod:`scripts.forkkernel`'s zygote, before
+    ipykernel starts its threads. Started on first use, the fork server would be a fresh
+    interpreter that spends seconds importing MLflow and scikit-learn again (Lab 04's first
+    deploy gate waited about 2 s for it, and every Lab 01 model server as long). A fork has them
+    already, for the cost of one ``fork()``.
+
+    The server is entered in multiprocessing's own state as if multiprocessing had started it:
+    multiprocessing connects to it, checks that it still runs (it is a child of this process)
+    and starts another if it has died; it ends when this process's end closes its pipe. Like a
+    server started on first use, it is in a process group of its own (see
+    :func:`_helpers_in_own_process_group`). Returns False, and does nothing, when warm commands
+    are turned off (``MLOPS_COLD``) or this Python's fork server speaks a protocol not known here.
+    """
+    from multiprocessing import connection, forkserver, util
+
+    if not enabled() or "authkey_r" in inspect.signature(forkserver.main).parameters:
+        return False
+    context()
+    state: Any = forkserver._forkserver  # its private state, as ForkServer.ensure_running sets it
+    if state._forkserver_pid is not None:
+        return False
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the fork server: serve until every holder of alive_w has gone
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                os.close(alive_w)
+                forkserver.main(listener.fileno(), alive_r, [])
+            except SystemExit:
+                code = 0
+            except BaseException:  # noqa: BLE001 - reported, then this process ends
+                sys.excepthook(*sys.exc_info())
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        os.close(alive_r)
+    try:
+        os.setpgid(pid, pid)  # either side may do it first
+    except OSError:  # pragma: no cover - the child already did
+        pass
+    state._forkserver_address = address
+    state._forkserver_alive_fd = alive_w
+    state._forkserver_pid = pid
+    return True
+
+
+@contextmanager
+def _starting() -> Iterator[None]:
+    """What starting a child of the fork server (or the server itself) needs: both of the below."""
+    with _main_hidden(), _helpers_in_own_process_group():
+        yield
+
+
+#: The fork server and resource tracker started by this process (kept so they are never reaped
+#: behind multiprocessing's back: it waits for the fork server itself).
+_helpers: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn_in_own_process_group(path: str | bytes, args: Sequence[object], passfds: Sequence[int]) -> int:
+    """:func:`multiprocessing.util.spawnv_passfds`, with the new process in a process group of its own."""
+    argv = [word if isinstance(word, str | bytes) else str(word) for word in args]
+    helper = subprocess.Popen(argv, executable=path, pass_fds=tuple(passfds), process_group=0)
+    _helpers.append(helper)
+    return helper.pid
+
+
+@contextmanager
+def _helpers_in_own_process_group() -> Iterator[None]:
+    """Start multiprocessing's helper processes (fork server, resource tracker) outside the caller's
+    process group.
+
+    A Jupyter kernel shares its process group with what it starts, and the group is what
+    signals reach: an interrupt (SIGINT to the group) would stop the fork server in the middle of
+    its imports, and on shutdown ipykernel signals every process of its group and then waits until
+    none is left. The resource tracker ignores SIGTERM and the fork server, once ended, stays a
+    zombie nobody reaps, so that wait lasted until the kernel's manager gave up and killed the
+    kernel, 2.5 s later, in every lab that ran a workflow step. In a group of their own they
+    still end with the caller: the fork server when its pipe from the caller closes, the tracker
+    when the last writer of its pipe has gone, and the commands they run with the fork server.
+    """
+    from multiprocessing import util
+
+    spawn = util.spawnv_passfds
+    util.spawnv_passfds = _spawn_in_own_process_group
+    try:
+        yield
+    finally:
+        util.spawnv_passfds = spawn
 
 
 @contextmanager
@@ -244,7 +347,7 @@ def start(
     """
     ctx = context()
     process = ctx.Process(target=_child, args=(list(argv), dict(env), cwd, output, errors, sock), daemon=True)
-    with _main_hidden():
+    with _starting():
         process.start()
     return WarmProcess(process, list(argv))
 

@@ -103,3 +103,88 @@ def test_the_warm_interpreter_stops_with_its_parent(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(pid, 9)
     pytest.fail(f"the fork server {pid} outlived its parent by 10 s")
+
+
+def test_a_warm_process_can_be_its_own_fork_server(tmp_path: Path) -> None:
+    """fork_server_from_here: the fork server is a fork of the caller (same command line, no new
+    interpreter), in its own process group; multiprocessing uses it, and it ends with the caller."""
+    import subprocess
+
+    script = (
+        "import os, sys\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
+        "assert warm.fork_server_from_here() and not warm.fork_server_from_here()  # once\n"
+        "pid = forkserver._forkserver._forkserver_pid\n"
+        "code = warm.run_module(['probe_module', '5'], env={'PATH': os.environ['PATH']}, cwd=os.getcwd(),"
+        " on_output=sys.stdout.buffer.write)\n"
+        "sys.stdout.flush()\n"
+        "print(code, pid, forkserver._forkserver._forkserver_pid, os.getpgid(pid) == pid,"
+        " open(f'/proc/{pid}/cmdline', 'rb').read() == open('/proc/self/cmdline', 'rb').read())\n"
+    )
+    (tmp_path / "probe_module.py").write_text(PROBE)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"cwd {tmp_path}" in done.stdout.splitlines()  # the command ran, in a child of the fork server
+    code, pid, still, own_group, same_command = done.stdout.splitlines()[-1].split()
+    assert (code, still, own_group, same_command) == ("5", pid, "True", "True"), done.stdout
+    _gone_within([int(pid)], 10)
+
+
+KERNEL_CELL = """
+import os
+from multiprocessing import forkserver, resource_tracker
+from scripts.mlops import warm
+code = warm.run_module(["scripts.mlops", "--help"], env=dict(os.environ), cwd=os.getcwd(), on_output=lambda b: None)
+helpers = [forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid]
+print(code, *helpers, *(os.getpgid(pid) == os.getpgrp() for pid in helpers))
+"""
+
+
+def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -> None:
+    """ipykernel's shutdown signals every process in the kernel's process group and waits until
+    none is left; the fork server and its resource tracker live in a group of their own, so the
+    kernel exits by itself (status 0) instead of being killed by its manager 2.5 s later. They
+    still end with the kernel. The stock kernel is the one students run the labs in."""
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    kc = km.client()
+    kc.start_channels()
+    printed: list[str] = []
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive(
+            KERNEL_CELL, timeout=120,
+            output_hook=lambda msg: printed.append(msg["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        process = km.provisioner.process  # type: ignore[union-attr]
+    finally:
+        kc.stop_channels()
+        start = time.monotonic()
+        km.shutdown_kernel(now=False)
+        took = time.monotonic() - start
+    assert process.poll() == 0, f"the kernel was killed ({process.poll()}) after {took:.1f} s of shutdown"
+    code, server, tracker, *same_group = "".join(printed).split()
+    assert code == "0" and same_group == ["False", "False"], printed
+    _gone_within([int(server), int(tracker)], 10)
+
+
+def _gone_within(pids: list[int], seconds: float) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _running(pid)]
+        time.sleep(0.1)
+    assert not pids, f"{pids} outlived their parent by {seconds} s"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
