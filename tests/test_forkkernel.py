@@ -217,6 +217,8 @@ def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
         time.sleep(1.0)
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=20)
+        while reply["msg_type"] == "kernel_info_reply":  # a late answer to wait_for_ready's repeated asks
+            reply = kc.get_shell_msg(timeout=20)
         assert reply["parent_header"]["msg_id"] == msg_id
         errors = []
         while True:

@@ -4,7 +4,10 @@ A workflow step is a fresh ``python -m scripts.mlops`` process. Most of such a p
 spent importing: MLflow, scikit-learn, skops and pandas take several seconds before the command
 does anything, and Lab 04 runs the deploy gate's six steps four times. This module keeps one
 interpreter that has already imported them (a :mod:`multiprocessing` *fork server*, started once
-per parent process and stopped when the parent exits) and forks a child from it per command.
+per parent process and stopped when the parent exits) and forks a child from it per command. A
+notebook kernel forked from :mod:`scripts.forkkernel`'s zygote has imported them too: it forks
+its fork server from itself as it starts (:func:`fork_server_from_here`), so its first command
+does not wait for a fresh interpreter's imports.
 
 The child is a new process, as a fresh interpreter would be, and gets what a fresh one gets:
 the step's exact environment (``os.environ`` replaced, not merged), working directory,
