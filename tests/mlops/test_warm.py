@@ -172,6 +172,63 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
     _gone_within([int(server), int(tracker)], 10)
 
 
+SLOW_STEP = "import os, sys, time\nprint('started', os.getpid(), flush=True)\ntime.sleep(float(sys.argv[1]))\n"
+
+
+def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(tmp_path: Path) -> None:
+    """In a forked kernel (its fork server forked from it): interrupting a cell that waits for a
+    step stops that step (KeyboardInterrupt, as in a fresh kernel), and the interrupt, which goes
+    to the kernel's process group, does not reach the fork server: the next step is forked by
+    the same server."""
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    from scripts.forkkernel import KERNEL_NAME
+
+    (tmp_path / "slow_step.py").write_text(SLOW_STEP)
+    setup = (
+        "import os\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
+        "def step(seconds):\n"
+        "    return warm.run_module(['slow_step', str(seconds)], env=dict(os.environ), cwd=os.getcwd(),"
+        " on_output=lambda b: print(b.decode(), end=''))\n"
+        "def server():\n    return forkserver._forkserver._forkserver_pid\n"
+    )
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(tmp_path), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    kc = km.client()
+    kc.start_channels()
+    printed: list[str] = []
+
+    def run(code: str, timeout: float = 60) -> dict:
+        return kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: printed.append(
+            msg["content"].get("text", "") if msg["msg_type"] == "stream" else msg["content"].get("ename", "")))
+
+    try:
+        kc.wait_for_ready(timeout=60)
+        assert run(setup + "print('server', server())")["content"]["status"] == "ok"
+        msg_id = kc.execute("step(60)")
+        deadline = time.monotonic() + 30
+        while not any("started" in text for text in printed) and time.monotonic() < deadline:
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert run("print('exit', step(0), 'server', server())")["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    servers = [line.split()[-1] for line in "".join(printed).splitlines() if "server" in line]
+    assert len(servers) == 2 and servers[0] == servers[1] != "None", printed
+    assert "exit 0 server" in "".join(printed), printed
+    interrupted = next(line.split()[1] for line in "".join(printed).splitlines() if line.startswith("started"))
+    _gone_within([int(interrupted)], 5)
+
+
 def _gone_within(pids: list[int], seconds: float) -> None:
     import time
 
