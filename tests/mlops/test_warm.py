@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from jupyter_client.manager import KernelManager
 
+from scripts.forkkernel import KERNEL_NAME
 from scripts.mlops import warm
 
 PROBE = """
@@ -84,32 +89,18 @@ def test_mlops_cold_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_warm_interpreter_stops_with_its_parent(tmp_path: Path) -> None:
-    import subprocess
-    import time
-
     script = (
         "import os\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
         "warm.run_module(['scripts.mlops', '--help'], env=dict(os.environ), cwd=os.getcwd(), on_output=lambda b: None)\n"
         "print(forkserver._forkserver._forkserver_pid)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
-    pid = int(done.stdout.split()[-1])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, 9)
-    pytest.fail(f"the fork server {pid} outlived its parent by 10 s")
+    _gone_within([int(done.stdout.split()[-1])], 10)
 
 
 def test_a_warm_process_can_be_its_own_fork_server(tmp_path: Path) -> None:
     """fork_server_from_here: the fork server is a fork of the caller (same command line, no new
     interpreter), in its own process group; multiprocessing uses it, and it ends with the caller."""
-    import subprocess
-
     script = (
         "import os, sys\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
         "assert warm.fork_server_from_here() and not warm.fork_server_from_here()  # once\n"
@@ -144,10 +135,6 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
     none is left; the fork server and its resource tracker live in a group of their own, so the
     kernel exits by itself (status 0) instead of being killed by its manager 2.5 s later. They
     still end with the kernel. The stock kernel is the one students run the labs in."""
-    import time
-
-    from jupyter_client.manager import KernelManager
-
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(tmp_path), extra_arguments=["--HistoryManager.hist_file=:memory:"])
     kc = km.client()
@@ -180,12 +167,6 @@ def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(t
     step stops that step (KeyboardInterrupt, as in a fresh kernel), and the interrupt, which goes
     to the kernel's process group, does not reach the fork server: the next step is forked by
     the same server."""
-    import time
-
-    from jupyter_client.manager import KernelManager
-
-    from scripts.forkkernel import KERNEL_NAME
-
     (tmp_path / "slow_step.py").write_text(SLOW_STEP)
     setup = (
         "import os\nfrom multiprocessing import forkserver\nfrom scripts.mlops import warm\n"
@@ -230,12 +211,13 @@ def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(t
 
 
 def _gone_within(pids: list[int], seconds: float) -> None:
-    import time
-
+    """Wait until none of ``pids`` runs; after ``seconds``, kill the ones left and fail naming them."""
     deadline = time.monotonic() + seconds
     while pids and time.monotonic() < deadline:
         pids = [pid for pid in pids if _running(pid)]
         time.sleep(0.1)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
     assert not pids, f"{pids} outlived their parent by {seconds} s"
 
 
