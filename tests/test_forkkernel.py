@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -267,27 +267,43 @@ def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
 BREAK_BUILTINS = "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.callable = lambda x: False\n"
 
 
-def _after_broken_builtins(kernels: tuple[str, ...], cwd: Path, wait: float = 14.0) -> list[int | None]:
-    """Start each kernel, break its builtins, and give each one's exit status ``wait`` seconds later
-    (None: alive). The kernels run side by side, so the test waits once."""
-    managers = [KernelManager(kernel_name=kernel) for kernel in kernels]
+#: How long after their builtins break the kernels' exit statuses are read: ipykernel's
+#: IOStream.flush gives up after 10 s, then the app fails.
+BROKEN_WAIT = 14.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _broken_builtins_kernels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], list[int | None]]]:
+    """Each kernel started and its builtins broken when this module starts, side by side, so the
+    wait below overlaps the module's other tests instead of adding to them. Gives a function that
+    returns each kernel's exit status (None: alive) once BROKEN_WAIT seconds have passed since."""
+    cwd = tmp_path_factory.mktemp("broken-builtins")
+    managers = [KernelManager(kernel_name=kernel) for kernel in KERNELS]
     clients = []
     try:
-        for km in managers:
-            km.start_kernel(cwd=str(cwd))
-            kc = km.client()
-            kc.start_channels()
-            clients.append(kc)
+        with pytest.MonkeyPatch.context() as patch:  # as _single_threaded_blas sets it for every test
+            patch.setenv("OMP_NUM_THREADS", "1")
+            patch.delenv("MLOPS_COLD", raising=False)
+            for km in managers:
+                km.start_kernel(cwd=str(cwd))
+                kc = km.client()
+                kc.start_channels()
+                clients.append(kc)
         for kc in clients:
             kc.wait_for_ready(timeout=60)
             kc.execute(BREAK_BUILTINS)
-        time.sleep(wait)  # ipykernel's IOStream.flush gives up after 10 s; then the app fails
-        statuses = []
-        for km in managers:
-            assert km.provisioner is not None
-            status = km.provisioner.process.poll()  # type: ignore[attr-defined]
-            statuses.append(None if status is None else int(status))
-        return statuses
+        broken = time.monotonic()
+
+        def statuses() -> list[int | None]:
+            time.sleep(max(0.0, broken + BROKEN_WAIT - time.monotonic()))
+            found = []
+            for km in managers:
+                assert km.provisioner is not None
+                status = km.provisioner.process.poll()  # type: ignore[attr-defined]
+                found.append(None if status is None else int(status))
+            return found
+
+        yield statuses
     finally:
         for kc in clients:
             kc.stop_channels()
@@ -296,11 +312,13 @@ def _after_broken_builtins(kernels: tuple[str, ...], cwd: Path, wait: float = 14
                 km.shutdown_kernel(now=True)
 
 
-def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(tmp_path: Path) -> None:
+def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(
+    _broken_builtins_kernels: Callable[[], list[int | None]],
+) -> None:
     """The kernel app fails, then so does sys.excepthook. A fresh interpreter then shuts down, and it
     waits for the kernel's non-daemon threads: the kernel hangs, and a grader sees a cell timeout, not a
     dead kernel. A forked kernel must end the same way and must not die on the failed error report."""
-    fresh, forked = _after_broken_builtins(KERNELS, tmp_path)
+    fresh, forked = _broken_builtins_kernels()
     assert fresh is None, f"the stock kernel exited with {fresh}: this test's premise no longer holds"
     assert forked is None, f"the forked kernel exited with {forked}; a fresh one keeps hanging"
 

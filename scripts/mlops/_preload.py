@@ -1,7 +1,8 @@
 """Imported once by the warm interpreter of :mod:`scripts.mlops.warm`, before it forks commands.
 
-Imports, and one read-only scan: nothing here opens a store, reads the environment or starts a
-thread (a process that forks must be single-threaded). The list is what the deploy gate's commands
+Imports, one read-only scan and two values kept for every command (the command line's parser and
+MLflow's schema revision): nothing here opens a store, reads the environment or starts a thread (a
+process that forks must be single-threaded). The list is what the deploy gate's commands
 and the model server load lazily. skops comes first: its import searches every loaded module (see
 ``cli.common.import_skops_first``).
 
@@ -10,8 +11,16 @@ first use to compare a model's pinned requirements with the installed packages: 
 file of every distribution in site-packages, over a second per model load on the course machine.
 MLflow keeps it in a module global, so every forked command inherits it; the children share this
 interpreter's site-packages (a command with another ``PYTHONPATH`` gets a fresh interpreter).
+
+One value is computed here and kept: the newest schema revision of MLflow's bundled database
+migrations. MLflow compares it with a database's revision every time it opens a SQLite store, and
+recomputes it each time by loading all of its migration scripts (about 30 ms on the course
+machine, in each of the deploy gate's steps that reads the registry). It is a constant of the
+installed MLflow, so the warm interpreter caches it and every forked command inherits the cache.
 """
 # ruff: noqa: F401, I001 - imported for their side effect, in this order on purpose
+
+import functools
 
 import skops.io
 import sklearn.ensemble
@@ -51,9 +60,21 @@ import sqlalchemy.dialects.sqlite
 from . import app, baseline_refresh, ci_local, cli, compare_baseline, data, evaluate, gate, promotion, registry, release
 from . import fastpath, model_files, train, workspace
 
+cli.build_parser()  # kept (functools.cache): forked commands parse with it
+
 try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
     from mlflow.utils.requirements_utils import _init_modules_to_packages_map
 except ImportError:  # pragma: no cover - depends on MLflow's layout
     pass
 else:
     _init_modules_to_packages_map()
+
+try:  # MLflow internals: if they move, each store computes the revision itself (slower, same result)
+    from mlflow.store.db import utils as _db_utils
+
+    _latest_schema_revision = _db_utils._get_latest_schema_revision
+except (ImportError, AttributeError):  # pragma: no cover - depends on MLflow's layout
+    pass
+else:
+    _db_utils._get_latest_schema_revision = functools.cache(_latest_schema_revision)
+    _db_utils._get_latest_schema_revision()

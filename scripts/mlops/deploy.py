@@ -282,20 +282,32 @@ def _tool(name: str) -> str:
     return found
 
 
-def _linter(tool: str, *args: str) -> list[dict[str, Any]] | Finding:
-    """Run a linter that prints its findings as a JSON list; the list, or a Finding saying why not."""
-    result = subprocess.run([_tool(tool), *args], capture_output=True, text=True, timeout=120, check=False)
+ACTIONLINT_ARGS = ("-no-color", "-format", "{{json .}}")
+ZIZMOR_ARGS = ("--offline", "--persona", "pedantic", "--no-progress", "--format", "json")
+
+
+def _start_linter(tool: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([_tool(tool), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _linter_output(tool: str, process: subprocess.Popen[str]) -> list[dict[str, Any]] | Finding:
+    """The JSON list a linter printed, or a Finding saying why there is none."""
     try:
-        reported = json.loads(result.stdout or "[]")
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return Finding(tool, "error", f"{tool} did not finish within 120 s")
+    try:
+        reported = json.loads(stdout or "[]")
     except ValueError:
         reported = None
     if not isinstance(reported, list):
-        return Finding(tool, "error", (result.stderr or result.stdout).strip()[-500:])
+        return Finding(tool, "error", (stderr or stdout).strip()[-500:])
     return [item for item in reported if isinstance(item, dict)]
 
 
-def _actionlint(path: Path) -> list[Finding]:
-    reported = _linter("actionlint", "-no-color", "-format", "{{json .}}", str(path))
+def _actionlint(reported: list[dict[str, Any]] | Finding) -> list[Finding]:
     if isinstance(reported, Finding):
         return [reported]
     return [
@@ -304,8 +316,7 @@ def _actionlint(path: Path) -> list[Finding]:
     ]
 
 
-def _zizmor(path: Path) -> list[Finding]:
-    reported = _linter("zizmor", "--offline", "--persona", "pedantic", "--no-progress", "--format", "json", str(path))
+def _zizmor(reported: list[dict[str, Any]] | Finding) -> list[Finding]:
     if isinstance(reported, Finding):
         return [reported]
     return [Finding("zizmor", str(item.get("ident", "?")), str(item.get("desc", "")).strip()) for item in reported]
@@ -317,13 +328,23 @@ def lint(path: str | Path) -> list[Finding]:
     from . import ci_local
 
     path = Path(path)
+    # The two linters are separate programs: they run side by side while the runner checks.
+    actionlint = _start_linter("actionlint", *ACTIONLINT_ARGS, str(path))
+    try:
+        zizmor = _start_linter("zizmor", *ZIZMOR_ARGS, str(path))
+    except BaseException:
+        actionlint.kill()
+        actionlint.communicate()
+        raise
     findings: list[Finding] = []
     try:
         document = ci_local.load_workflow(path)
         ci_local.check_steps(document)
     except MlopsError as exc:
         findings.append(Finding("runner", "refused", str(exc)))
-    return findings + _actionlint(path) + _zizmor(path)
+    finally:
+        linted = _linter_output("actionlint", actionlint), _linter_output("zizmor", zizmor)
+    return findings + _actionlint(linted[0]) + _zizmor(linted[1])
 
 
 def stale_baseline(source: str | Path, dest: str | Path) -> Path:

@@ -20,9 +20,10 @@ from tests.grading import hostile
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 #: The attacks that end in a cell timeout (a kernel hung on broken builtins, a loop that ignores
-#: SIGINT) are graded in their own batch beside the rest, with this short, explicit timeout: every
-#: other cell of those notebooks takes a few seconds, and the hang is stopped after this long
-#: instead of after TIMEOUT. One resumed run then writes the gradebook of the whole batch.
+#: SIGINT) are graded in their own batch beside the rest, side by side (they spend most of it
+#: waiting, not computing), with this short, explicit timeout: every other cell of those notebooks
+#: takes a few seconds, and the hang is stopped after this long instead of after TIMEOUT. One
+#: resumed run then writes the gradebook of the whole batch.
 HANG_TIMEOUT = 15.0
 HANGS = {attack.name for attack in hostile.ATTACKS if attack.status == "timeout"}
 
@@ -66,7 +67,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         patch.setenv("GRADER_SECRET", hostile.SECRET)
         hanging = [path for path in paths if path.name in HANGS]
         with ThreadPoolExecutor(max_workers=1) as pool:
-            hangs = pool.submit(grade, "00", hanging, hangs_out, jobs=1, timeout=HANG_TIMEOUT)
+            hangs = pool.submit(grade, "00", hanging, hangs_out, jobs=len(hanging), timeout=HANG_TIMEOUT)
             grade("00", [path for path in paths if path.name not in HANGS], out, jobs=2, timeout=TIMEOUT)
             hangs.result()
         shutil.copytree(hangs_out / "results", out / "results", dirs_exist_ok=True)

@@ -98,6 +98,25 @@ def test_the_warm_interpreter_stops_with_its_parent(tmp_path: Path) -> None:
     _gone_within([int(done.stdout.split()[-1])], 10)
 
 
+SCHEMA_PROBE = """
+from mlflow.store.db import utils
+cached = utils._get_latest_schema_revision
+print(cached(), cached.__wrapped__(), cached.cache_info().misses)
+"""
+
+
+def test_a_command_inherits_mlflows_schema_revision_from_the_warm_interpreter(tmp_path: Path) -> None:
+    """The preload computes MLflow's newest schema revision once; a forked command gets it without
+    loading the migration scripts again, and it is the value MLflow computes itself."""
+    (tmp_path / "schema_probe.py").write_text(SCHEMA_PROBE)
+    printed: list[bytes] = []
+    code = warm.run_module(["schema_probe"], env={"PATH": os.environ["PATH"]}, cwd=str(tmp_path),
+                           on_output=printed.append)
+    assert code == 0, b"".join(printed).decode()
+    cached, computed, misses = b"".join(printed).decode().split()
+    assert cached == computed and misses == "1"  # the one computation was the warm interpreter's
+
+
 def test_a_warm_process_can_be_its_own_fork_server(tmp_path: Path) -> None:
     """fork_server_from_here: the fork server is a fork of the caller (same command line, no new
     interpreter), in its own process group; multiprocessing uses it, and it ends with the caller."""
@@ -128,6 +147,12 @@ code = warm.run_module(["scripts.mlops", "--help"], env=dict(os.environ), cwd=os
 helpers = [forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid]
 print(code, *helpers, *(os.getpgid(pid) == os.getpgrp() for pid in helpers))
 """
+#: What ipykernel's shutdown will wait for: the kernel's descendants in its process group.
+GROUP_CELL = """
+import os, psutil
+print([(p.pid, p.status(), " ".join(p.cmdline())[:80]) for p in psutil.Process().children(recursive=True)
+       if os.getpgid(p.pid) == os.getpgrp()])
+"""
 
 
 def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -> None:
@@ -147,13 +172,20 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
             output_hook=lambda msg: printed.append(msg["content"].get("text", "")),
         )
         assert reply["content"]["status"] == "ok", reply["content"]
+        group: list[str] = []
+        kc.execute_interactive(
+            GROUP_CELL, timeout=30, output_hook=lambda msg: group.append(msg["content"].get("text", ""))
+        )
         process = km.provisioner.process  # type: ignore[union-attr]
     finally:
         kc.stop_channels()
         start = time.monotonic()
         km.shutdown_kernel(now=False)
         took = time.monotonic() - start
-    assert process.poll() == 0, f"the kernel was killed ({process.poll()}) after {took:.1f} s of shutdown"
+    assert process.poll() == 0, (
+        f"the kernel was killed ({process.poll()}) after {took:.1f} s of shutdown; "
+        f"its process group before the shutdown: {''.join(group).strip()}; helpers: {''.join(printed).strip()}"
+    )
     code, server, tracker, *same_group = "".join(printed).split()
     assert code == "0" and same_group == ["False", "False"], printed
     _gone_within([int(server), int(tracker)], 10)
