@@ -678,15 +678,22 @@ class Runner:
             workflow_env = {key: interpolate(value, contexts) for key, value in (document.get("env") or {}).items()}
             workflow_env.update(self.env_overrides)
             jobs: dict[str, JobResult] = {}
-            for job_id in job_order(document["jobs"]):
-                job = document["jobs"][job_id]
-                with ExitStack() as job_group:
-                    needs = {n: {"result": jobs[n].result, "outputs": jobs[n].outputs} for n in _needs(job)}
-                    self.hold(job_group, job.get("concurrency"), {**contexts, "needs": needs}, "  ", job_id)
-                    jobs[job_id] = self.run_job(job_id, job, contexts, workflow_env, jobs)
-            self.check_folder()
-            run = WorkflowRun(self.workflow, self.out, jobs, time.perf_counter() - started, dict(self.queued))
-            (self.out / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+            try:
+                for job_id in job_order(document["jobs"]):
+                    job = document["jobs"][job_id]
+                    with ExitStack() as job_group:
+                        needs = {n: {"result": jobs[n].result, "outputs": jobs[n].outputs} for n in _needs(job)}
+                        self.hold(job_group, job.get("concurrency"), {**contexts, "needs": needs}, "  ", job_id)
+                        jobs[job_id] = self.run_job(job_id, job, contexts, workflow_env, jobs)
+                self.check_folder()
+                run = WorkflowRun(self.workflow, self.out, jobs, time.perf_counter() - started, dict(self.queued))
+                (self.out / "run.json").write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+            except FileNotFoundError as exc:
+                # Only another run empties this folder: a file of this run that vanished from it
+                # means that run is emptying it now (check_folder may have passed just before).
+                if exc.filename is not None and Path(os.path.abspath(exc.filename)).is_relative_to(self.out):
+                    self.check_folder(vanished=os.fspath(exc.filename))
+                raise
         self.say(f"\nworkflow {run.conclusion.upper()} in {run.seconds:.1f} s")
         if run.comment is not None:
             self.say(f"pull request comment ({self.out / 'pr-comment.md'}):\n")
@@ -746,14 +753,18 @@ class Runner:
         (self.out / "run-owner").write_text(self.owner + "\n")
         (self.out / "event.json").write_text(json.dumps(event, indent=2))
 
-    def check_folder(self) -> None:
-        """Stop with :class:`FolderTaken` when another run has emptied and claimed the emulation folder."""
+    def check_folder(self, vanished: str | None = None) -> None:
+        """Stop with :class:`FolderTaken` when another run has emptied and claimed the emulation folder,
+        or is emptying it now (``vanished``: a file of this run in it is gone)."""
         try:
             owner = (self.out / "run-owner").read_text().strip()
         except FileNotFoundError:
             owner = ""
-        if owner != self.owner:
-            other = f"now {owner.split()[0]}" if owner else "emptied, not yet claimed"
+        if owner != self.owner or vanished is not None:
+            if owner == self.owner:
+                other = f"still this run's, but being emptied: {vanished} vanished"
+            else:
+                other = f"now {owner.split()[0]}" if owner else "emptied, not yet claimed"
             raise FolderTaken(
                 f"another run emptied the emulation folder {self.out} while this run (pid {os.getpid()}) was using "
                 f"it (its run-owner: {other}); this run's step files and RUNNER_TEMP are gone, so it stopped",

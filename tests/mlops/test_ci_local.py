@@ -130,6 +130,25 @@ def test_the_emulation_folder_is_never_a_foreign_one(tmp_path: Path) -> None:
         ci_local.run_workflow(workflow, repo=REPO, out=REPO.parent, stream=io.StringIO())
 
 
+def test_a_step_file_that_vanishes_after_the_check_stops_the_run_as_folder_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run may start emptying the folder just after this run checked that it is still its
+    own: the step's files vanish while run-owner is still there. The run stops with FolderTaken, as
+    when the folder is already claimed, not with a FileNotFoundError (seen in the racing drill)."""
+    original = ci_local.Runner.check_folder
+
+    def check_then_empty(self: ci_local.Runner, vanished: str | None = None) -> None:
+        original(self, vanished)
+        for path in self.out.rglob("*.output"):  # the other run's rmtree, under way
+            path.unlink()
+
+    monkeypatch.setattr(ci_local.Runner, "check_folder", check_then_empty)
+    workflow = _workflow(tmp_path, "      - run: python -m scripts.mlops data --out \"$RUNNER_TEMP/d\"\n")
+    with pytest.raises(ci_local.FolderTaken, match=r"being emptied: .*\.output vanished"):
+        ci_local.run_workflow(workflow, repo=REPO, out=tmp_path / "ci", stream=io.StringIO())
+
+
 def test_other_triggers_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "wf.yml"
     path.write_text("on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: python -m scripts.mlops data\n")

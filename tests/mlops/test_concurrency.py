@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from scripts.mlops import promotion, registry
+from scripts.mlops import promotion, registry, warm
 from scripts.mlops.workspace import open_workspace
 from tests.support import TrainedFactory, TrainedWorkspace
 
@@ -64,16 +62,21 @@ def _model_with_three_versions(trained: TrainedWorkspace, name: str) -> None:
 
 
 def _race(uri: str, model: str, cwd: Path) -> list[object]:
+    """The workers are separate processes forked from the warm interpreter (:mod:`scripts.mlops.warm`,
+    as the deploy gate's steps are): MLflow is imported before the fork, so they start racing within
+    milliseconds of each other instead of one import apart."""
+    (cwd / "race_worker.py").write_text(WORKER)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, uri, model, str(seed)], cwd=cwd, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for seed in range(PROCESSES)
-    ]
+    logs = {seed: (cwd / f"race-{seed}.out", cwd / f"race-{seed}.err") for seed in range(PROCESSES)}
+    workers = {
+        seed: warm.start(["race_worker", uri, model, str(seed)], env=env, cwd=str(cwd), output=str(out), errors=str(err))
+        for seed, (out, err) in logs.items()
+    }
     reported: list[object] = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err[-2000:]
+    for seed, worker in workers.items():
+        code = worker.wait(300)
+        out, err = (path.read_text() for path in logs[seed])
+        assert code == 0, err[-2000:]
         reported += json.loads(out.strip().splitlines()[-1])
     return reported
 

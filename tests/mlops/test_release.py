@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from scripts.mlops import cli, promotion, release
+from scripts.mlops import cli, promotion, release, warm
 from scripts.mlops.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +126,7 @@ from scripts.mlops import release
 from scripts.mlops.workspace import open_workspace
 open_workspace("test", fresh=False)
 go = pathlib.Path(sys.argv[1])
+pathlib.Path(sys.argv[5]).touch()  # at the start line
 while not go.exists():
     time.sleep(0.01)
 try:
@@ -140,19 +139,31 @@ except release.ReleaseRefused as exc:
 
 @pytest.mark.slow
 def test_concurrent_promotions_leave_a_consistent_index(model: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    """Two racers, separate processes forked from the warm interpreter (as the deploy gate's steps
+    are), each waiting at a start line until both are there; then both go at once."""
+    (tmp_path / "racer.py").write_text(_RACER)
     go = tmp_path / "go"
 
     def race(*candidates: tuple[int, str, str]) -> list[str]:
-        racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(go), str(v), s, sha], cwd=tmp_path, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                  for v, s, sha in candidates]
-        time.sleep(2.0)  # both are waiting at the start line
+        ready = [tmp_path / f"ready-{index}" for index in range(len(candidates))]
+        logs = [(tmp_path / f"racer-{index}.out", tmp_path / f"racer-{index}.err") for index in range(len(candidates))]
+        racers = [
+            warm.start(["racer", str(go), str(v), s, sha, str(flag)], env=dict(os.environ), cwd=str(tmp_path),
+                       output=str(out), errors=str(err))
+            for (v, s, sha), flag, (out, err) in zip(candidates, ready, logs, strict=True)
+        ]
+        deadline = time.monotonic() + 60
+        while not all(flag.exists() for flag in ready):
+            assert time.monotonic() < deadline and all(racer.poll() is None for racer in racers), [
+                err.read_text() for _, err in logs]
+            time.sleep(0.01)
         go.touch()
-        outs = [racer.communicate(timeout=120) for racer in racers]
+        codes = [racer.wait(120) for racer in racers]
         go.unlink()
-        assert all(racer.returncode == 0 for racer in racers), [err for _, err in outs]
-        return [out.strip().splitlines()[-1] for out, _ in outs]
+        for flag in ready:
+            flag.unlink()
+        assert codes == [0] * len(racers), [err.read_text() for _, err in logs]
+        return [out.read_text().strip().splitlines()[-1] for out, _ in logs]
 
     # the same semver for two different models: one wins, the other is refused, nothing is lost
     verdicts = race((2, "v2.0.0", SHA_A), (3, "v2.0.0", SHA_B))
