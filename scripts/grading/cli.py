@@ -84,7 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     notebook = Path(args.notebook)
     lab = args.lab or notebook.name.split("-", 1)[0]
     with tempfile.TemporaryDirectory(prefix="lab-check-") as scratch:
-        rows = grade(lab, [notebook], scratch, jobs=1, timeout=args.timeout, sandboxed=sandboxed)
+        rows = grade(lab, [notebook], scratch, jobs=1, timeout=args.timeout, sandboxed=sandboxed, class_report=False)
         row = rows[0]
         width = max(len(ex) for ex in row.scores)
         print(f"\n{notebook.name}: {row.total:g} / {row.max:g} points  (status: {row.status})")

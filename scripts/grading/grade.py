@@ -374,8 +374,12 @@ def grade(
     resume: bool = False,
     limits: sandbox.Limits = sandbox.Limits(),
     warm: bool | None = None,
+    class_report: bool = True,
 ) -> list[Row]:
     """Grade ``paths`` against lab ``lab``; write results, the gradebook and feedback into ``out``.
+
+    ``class_report=False`` leaves out ``report.html`` (a student's ``check`` of one notebook has
+    no class to report on; drawing its histogram imports matplotlib, about a second).
 
     ``warm`` (default: unless ``MLOPS_COLD=1``): sandboxed submissions run forked from this
     process's zygote (:mod:`scripts.grading.zygote`), each still in its own sandbox, instead of
@@ -423,7 +427,7 @@ def grade(
     zygote = shared_zygote() if ready and sandboxed and warm else None  # starts importing now
     cache = session.prepare_cache(out / "cache") if ready else None
     _grade_all(todo, jobs, manifest, key, held_out, out, timeout, sandboxed, limits, cache, zygote)
-    return rebuild(out, manifest, [slug(s.name) for s in submissions])
+    return rebuild(out, manifest, [slug(s.name) for s in submissions], class_report=class_report)
 
 
 def _grade_all(
@@ -468,7 +472,9 @@ def _grade_all(
         sys.stderr.write("\n")
 
 
-def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None) -> list[Row]:
+def rebuild(
+    out: Path, manifest: dict[str, Any], slugs: list[str] | None = None, *, class_report: bool = True
+) -> list[Row]:
     """Gradebook, feedback and class report from the result files (all of them, or those of ``slugs``)."""
     stored = results.load(out / "results")
     rows = sorted(
@@ -481,5 +487,6 @@ def rebuild(out: Path, manifest: dict[str, Any], slugs: list[str] | None = None)
     folder.mkdir()
     for row in rows:
         results.write_atomic(folder / report.feedback_name(row.submission), feedback(row, manifest))
-    report.write(out, rows, manifest)
+    if class_report:
+        report.write(out, rows, manifest)
     return rows

@@ -225,3 +225,21 @@ def test_the_migrated_cache_is_made_once_per_process_then_copied(tmp_path: Path,
         assert again == tmp_path / name / "mlops-labs"
         assert {path.name: path.read_bytes() for path in again.iterdir()} == template
     assert len(started) == 1, "later calls start no interpreter"
+
+
+def test_check_prints_the_students_score_and_feedback_and_writes_no_class_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make check LAB=00` (``python -m scripts.grading check``) on a notebook that is rejected before
+    it runs: the score, the status and the reason, then the feedback; a check of one notebook has no
+    class, so it draws no class report (matplotlib alone is about a second)."""
+    from scripts.grading import cli, report
+
+    monkeypatch.setattr(report, "write", lambda *a, **k: pytest.fail("check wrote a class report"))
+    notebook = tmp_path / "00-first-model.ipynb"
+    notebook.write_text("{")
+    assert cli.main(["check", str(notebook)]) == 0
+    printed = capsys.readouterr().out
+    maximum = sum(entry["points"] for entry in json.loads(manifest_for("00").read_text())["exercises"].values())
+    assert f"00-first-model.ipynb: 0 / {maximum:g} points  (status: invalid_json)" in printed
+    assert "the file is not valid JSON" in printed and "\nDetails:\n" in printed
