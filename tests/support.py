@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
+    from scripts.mlops.warm import WarmProcess
+
 
 @dataclass(frozen=True)
 class Production:
@@ -41,6 +43,33 @@ class TrainedWorkspace:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         monkeypatch.delenv("MLOPS_WORKSPACE_ROOT", raising=False)
         open_workspace(self.name, fresh=False)
+
+
+@dataclass(frozen=True)
+class ForkedScript:
+    """``python -m MODULE ARGS`` in a child of the warm interpreter (:mod:`scripts.mlops.warm`, as the
+    deploy gate's steps run): a separate process that starts in milliseconds, MLflow imported.
+
+    The tests that race processes use it; ``MODULE`` is a script the test wrote into ``folder``.
+    """
+
+    process: "WarmProcess"
+    out: Path
+    err: Path
+
+    @classmethod
+    def start(cls, folder: Path, module: str, args: list[str], env: dict[str, str], tag: str) -> "ForkedScript":
+        from scripts.mlops import warm
+
+        out, err = folder / f"{module}-{tag}.out", folder / f"{module}-{tag}.err"
+        process = warm.start([module, *args], env=env, cwd=str(folder), output=str(out), errors=str(err))
+        return cls(process, out, err)
+
+    def last_line(self, timeout: float) -> str:
+        """Wait for the script to end; it must exit 0 (else its errors are shown). Its last printed line."""
+        code = self.process.wait(timeout)
+        assert code == 0, f"{self.out.stem} exited with {code}: {self.err.read_text()[-2000:]}"
+        return self.out.read_text().strip().splitlines()[-1]
 
 
 #: ``trained_workspace(name, seeds=(42,), aliases={})`` (the fixture in tests/conftest.py).

@@ -286,8 +286,8 @@ ACTIONLINT_ARGS = ("-no-color", "-format", "{{json .}}")
 ZIZMOR_ARGS = ("--offline", "--persona", "pedantic", "--no-progress", "--format", "json")
 
 
-def _start_linter(tool: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([_tool(tool), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_linter(command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _linter_output(tool: str, process: subprocess.Popen[str]) -> list[dict[str, Any]] | Finding:
@@ -328,14 +328,10 @@ def lint(path: str | Path) -> list[Finding]:
     from . import ci_local
 
     path = Path(path)
-    # The two linters are separate programs: they run side by side while the runner checks.
-    actionlint = _start_linter("actionlint", *ACTIONLINT_ARGS, str(path))
-    try:
-        zizmor = _start_linter("zizmor", *ZIZMOR_ARGS, str(path))
-    except BaseException:
-        actionlint.kill()
-        actionlint.communicate()
-        raise
+    # The two linters are separate programs (both found before either starts): they run side by
+    # side while the runner checks.
+    commands = [[_tool("actionlint"), *ACTIONLINT_ARGS, str(path)], [_tool("zizmor"), *ZIZMOR_ARGS, str(path)]]
+    actionlint, zizmor = (_start_linter(command) for command in commands)
     findings: list[Finding] = []
     try:
         document = ci_local.load_workflow(path)

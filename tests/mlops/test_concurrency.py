@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.mlops import promotion, registry, warm
+from scripts.mlops import promotion, registry
 from scripts.mlops.workspace import open_workspace
-from tests.support import TrainedFactory, TrainedWorkspace
+from tests.support import ForkedScript, TrainedFactory, TrainedWorkspace
 
 PROCESSES, ROUNDS = 4, 10
 
@@ -67,17 +67,11 @@ def _race(uri: str, model: str, cwd: Path) -> list[object]:
     milliseconds of each other instead of one import apart."""
     (cwd / "race_worker.py").write_text(WORKER)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    logs = {seed: (cwd / f"race-{seed}.out", cwd / f"race-{seed}.err") for seed in range(PROCESSES)}
-    workers = {
-        seed: warm.start(["race_worker", uri, model, str(seed)], env=env, cwd=str(cwd), output=str(out), errors=str(err))
-        for seed, (out, err) in logs.items()
-    }
+    workers = [ForkedScript.start(cwd, "race_worker", [uri, model, str(seed)], env, str(seed))
+               for seed in range(PROCESSES)]
     reported: list[object] = []
-    for seed, worker in workers.items():
-        code = worker.wait(300)
-        out, err = (path.read_text() for path in logs[seed])
-        assert code == 0, err[-2000:]
-        reported += json.loads(out.strip().splitlines()[-1])
+    for worker in workers:
+        reported += json.loads(worker.last_line(300))
     return reported
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.mlops import cli, promotion, release, warm
+from scripts.mlops import cli, promotion, release
 from scripts.mlops.workspace import Workspace
+from tests.support import ForkedScript
 
 REPO = Path(__file__).resolve().parents[2]
 SHA_A = "sha256:" + "a" * 64
@@ -146,24 +147,19 @@ def test_concurrent_promotions_leave_a_consistent_index(model: str, tmp_path: Pa
 
     def race(*candidates: tuple[int, str, str]) -> list[str]:
         ready = [tmp_path / f"ready-{index}" for index in range(len(candidates))]
-        logs = [(tmp_path / f"racer-{index}.out", tmp_path / f"racer-{index}.err") for index in range(len(candidates))]
-        racers = [
-            warm.start(["racer", str(go), str(v), s, sha, str(flag)], env=dict(os.environ), cwd=str(tmp_path),
-                       output=str(out), errors=str(err))
-            for (v, s, sha), flag, (out, err) in zip(candidates, ready, logs, strict=True)
-        ]
+        racers = [ForkedScript.start(tmp_path, "racer", [str(go), str(v), s, sha, str(flag)], dict(os.environ), str(i))
+                  for i, ((v, s, sha), flag) in enumerate(zip(candidates, ready, strict=True))]
         deadline = time.monotonic() + 60
         while not all(flag.exists() for flag in ready):
-            assert time.monotonic() < deadline and all(racer.poll() is None for racer in racers), [
-                err.read_text() for _, err in logs]
+            assert time.monotonic() < deadline and all(r.process.poll() is None for r in racers), [
+                r.err.read_text() for r in racers]
             time.sleep(0.01)
         go.touch()
-        codes = [racer.wait(120) for racer in racers]
+        verdicts = [racer.last_line(120) for racer in racers]
         go.unlink()
         for flag in ready:
             flag.unlink()
-        assert codes == [0] * len(racers), [err.read_text() for _, err in logs]
-        return [out.read_text().strip().splitlines()[-1] for out, _ in logs]
+        return verdicts
 
     # the same semver for two different models: one wins, the other is refused, nothing is lost
     verdicts = race((2, "v2.0.0", SHA_A), (3, "v2.0.0", SHA_B))
