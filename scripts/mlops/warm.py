@@ -31,10 +31,12 @@ import io
 import multiprocessing
 import os
 import runpy
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -101,6 +103,19 @@ def warm_up() -> None:
         context()
         with _starting():
             forkserver.ensure_running()
+
+
+def running() -> bool:
+    """True when this process's fork server has been started (by :func:`warm_up`, by
+    :func:`fork_server_from_here` or by an earlier command), so a command forks from it at once.
+
+    Callers that only save time by forking use this to decide: starting a fork server just for
+    one short command costs more than the fresh interpreter it replaces (the preload imports).
+    """
+    from multiprocessing import forkserver
+
+    state: Any = forkserver._forkserver
+    return enabled() and _context is not None and state._forkserver_pid is not None
 
 
 def fork_server_from_here() -> bool:
@@ -361,22 +376,31 @@ def run_module(
     env: Mapping[str, str],
     cwd: str,
     on_output: Callable[[bytes], None],
+    timeout: float | None = None,
 ) -> int:
     """Run ``python -m argv[0] argv[1:]`` in a child forked from the warm interpreter, to its end.
 
     ``on_output`` gets what the child prints (standard output and error, interleaved as
     written) as it arrives; the return value is the child's exit status (a signal ``N`` gives
-    ``128 + N``, as a shell reports it).
+    ``128 + N``, as a shell reports it). With ``timeout`` (seconds), a child still running then
+    is killed and :class:`subprocess.TimeoutExpired` raised; what it printed until then has
+    reached ``on_output``.
     """
     reader, writer = context().Pipe(duplex=False)
     child: WarmProcess | None = None
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         child = start(argv, env=env, cwd=cwd, output=writer)
         writer.close()
         fd = reader.fileno()
-        while chunk := os.read(fd, 65536):
+        while True:
+            if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise subprocess.TimeoutExpired(list(argv), timeout or 0.0)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
             on_output(chunk)
-        code = child.wait()
+        code = child.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
     except BaseException:
         if child is not None and child.poll() is None:
             child.kill()

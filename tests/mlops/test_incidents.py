@@ -213,3 +213,26 @@ def test_the_tolerance_anti_fix_is_refused(lab_for: LabFactory) -> None:
     incident, lab = by_name("tiny_eval_noise"), lab_for("tiny_eval_noise")
     tried = attempt(incident, lab, incident.anti_repair, verify_before=False)
     assert tried.after is not None and "tolerance was raised to 0.2" in tried.after.detail and not tried.fixed
+
+
+def test_a_lab_command_forked_from_the_warm_interpreter_shows_what_a_fresh_one_shows(
+    lab_for: LabFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the warm interpreter running (the module's fixture started it, as a forked kernel
+    does), ``Lab.cli`` forks its commands; without it, a command runs in a fresh interpreter, with
+    the same exit status and output (compared on a failing command: a symptom is its error)."""
+    from scripts.mlops import warm
+
+    lab = lab_for("label_spelling")
+    forked: list[list[str]] = []
+    run_module = warm.run_module
+    monkeypatch.setattr(warm, "run_module", lambda argv, **kw: forked.append(list(argv)) or run_module(argv, **kw))
+    failing = ("baseline", "--model", lab.model, "--alias", "nowhere", "--data", str(lab.data_file("eval")))
+    assert warm.running()
+    listed, refused = lab.cli("versions", "--model", lab.model), lab.cli(*failing)
+    assert [argv[3] for argv in forked] == ["versions", "baseline"]
+    assert listed.code == 0 and "production" in listed.text, listed
+    assert refused.code == 1 and "has no alias 'nowhere'" in refused.text, refused
+    monkeypatch.setattr(warm, "running", lambda: False)
+    assert lab.cli(*failing) == refused
+    assert len(forked) == 2  # that one ran fresh

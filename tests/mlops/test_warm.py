@@ -194,6 +194,27 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
 SLOW_STEP = "import os, sys, time\nprint('started', os.getpid(), flush=True)\ntime.sleep(float(sys.argv[1]))\n"
 
 
+def test_a_command_that_overruns_its_timeout_is_killed_and_what_it_printed_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "slow_step.py").write_text(SLOW_STEP)
+    printed: list[bytes] = []
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        warm.run_module(["slow_step", "60"], env={"PATH": os.environ["PATH"]}, cwd=str(tmp_path),
+                        on_output=printed.append, timeout=1.5)  # fmt: skip
+    assert time.monotonic() - started < 10
+    line = b"".join(printed).decode()
+    assert line.startswith("started "), line
+    pid = int(line.split()[1])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists(), f"the overrunning child {pid} still runs"
+    assert warm.running()
+    code = warm.run_module(["slow_step", "0"], env={"PATH": os.environ["PATH"]}, cwd=str(tmp_path),
+                           on_output=lambda b: None, timeout=30)  # fmt: skip
+    assert code == 0  # in time: its status, as without a timeout
+
+
 def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(tmp_path: Path) -> None:
     """In a forked kernel (its fork server forked from it): interrupting a cell that waits for a
     step stops that step (KeyboardInterrupt, as in a fresh kernel), and the interrupt, which goes

@@ -120,9 +120,9 @@ class Lab:
         return env
 
     def cli(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = COMMAND_TIMEOUT) -> Symptom:
-        """Run ``python -m scripts.mlops --workspace NAME ARGS`` in the lab; its exit status and output."""
-        command = [sys.executable, "-m", "scripts.mlops", "--workspace", self.workspace.name, *args]
-        return run(command, cwd=self.root, env=env if env is not None else self.env(), timeout=timeout)
+        """Run ``python -m scripts.mlops --workspace NAME ARGS`` in the lab (:func:`run_module`); its exit status and output."""
+        argv = ["scripts.mlops", "--workspace", self.workspace.name, *args]
+        return run_module(argv, cwd=self.root, env=env if env is not None else self.env(), timeout=timeout)
 
     def start(
         self,
@@ -191,6 +191,29 @@ def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: f
     finally:
         signal_session(process, signal.SIGKILL)  # anything the command left running in its session
     return Symptom("exit", out.decode(errors="replace").strip(), process.returncode)
+
+
+def run_module(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:
+    """:func:`run` for ``python -m argv[0] argv[1:]``, one of the toolkit's own commands.
+
+    When this process's warm interpreter is already running (a forked notebook kernel starts
+    one, and so do the deploy gate's runs), the command is forked from it, as the gate's steps
+    are (:mod:`scripts.mlops.warm`): the same command line, environment, folder, output and exit
+    status, without a fresh interpreter's seconds of imports. Otherwise, and whenever ``env``
+    sets a variable that only acts when an interpreter starts, it runs fresh (:func:`run`).
+    The toolkit's commands run in the foreground and start no process of their own; one that
+    overruns ``timeout`` is killed and reported as :func:`run` reports it.
+    """
+    from .. import warm
+
+    if not (warm.running() and warm.fits(env)):
+        return run([sys.executable, "-m", *argv], cwd=cwd, env=env, timeout=timeout)
+    printed = bytearray()
+    try:
+        code = warm.run_module(argv, env=env, cwd=str(cwd), on_output=printed.extend, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Symptom("exit", f"(stopped after {timeout:g} s)\n{printed.decode(errors='replace')}".strip(), 124)
+    return Symptom("exit", printed.decode(errors="replace").strip(), code)
 
 
 class Incident:

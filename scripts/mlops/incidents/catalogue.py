@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
 from ..procs import free_port, stop_session
-from .base import COMMAND_TIMEOUT, Incident, Lab, Symptom, Verdict, run
+from .base import COMMAND_TIMEOUT, Incident, Lab, Symptom, Verdict, run, run_module
 
 if TYPE_CHECKING:
     import threading
@@ -253,10 +253,10 @@ class TinyEvalNoise(Incident):
             evaluate.evaluate_file(base, eval_file, model=lab.model), lab.scratch / "baseline-eval.json"
         )
         cand_json = evaluate.write_json(evaluate.evaluate_file(candidate, eval_file), lab.scratch / "cand-eval.json")
-        command = [_python(), "-m", "scripts.mlops", "compare-baseline", "--candidate", str(cand_json)]
+        command = ["scripts.mlops", "compare-baseline", "--candidate", str(cand_json)]
         command += ["--baseline", str(base_json), "--tolerance", str(settings["tolerance"])]
         command += ["--min-slice-size", str(settings["min_slice_size"])]
-        return run(command, cwd=lab.root, env=lab.env())
+        return run_module(command, cwd=lab.root, env=lab.env())
 
     def observe(self, lab: Lab) -> Symptom:
         return self.gate_step(lab)
