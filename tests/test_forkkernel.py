@@ -16,7 +16,9 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import nbformat
 import pytest
@@ -33,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 FRESH = "python3"
 KERNELS = (FRESH, KERNEL_NAME)
 # nbclient gives kernels named python3 an in-memory IPython history; the forked kernel gets it too.
+T = TypeVar("T")
 HISTORY = ["--HistoryManager.hist_file=:memory:"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -184,26 +187,45 @@ def test_a_forked_kernel_asked_to_shut_down_exits_by_itself_every_time(tmp_path:
     assert statuses == [0] * 12, statuses
 
 
+def _side_by_side(run: Callable[..., T], cases: list[tuple[object, ...]]) -> list[T]:
+    """``run(*case)`` for every case, each in a thread of its own; the results in the order of ``cases``.
+
+    For cases that mostly wait (for a dead kernel to be noticed, an interrupt, a timeout): each
+    runs in its own kernel and tmp folder, so running them side by side changes nothing they
+    check, only the time the test takes. The first case to fail fails the test.
+    """
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        futures = [pool.submit(run, *case) for case in cases]
+        return [future.result() for future in futures]
+
+
+def _crash_and_restart(kernel: str, crash: str, cwd: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(crash)])
+    runner = NotebookClient(nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=60)
+    with runner.setup_kernel(cwd=str(cwd)):
+        runner.execute_cell(nb.cells[0], 0)
+        with pytest.raises(DeadKernelError):
+            runner.execute_cell(nb.cells[1], 1)
+        assert runner.km is not None
+        run_sync(runner.km.restart_kernel)(now=True)
+        assert isinstance(runner.km.provisioner, ForkingProvisioner) == (kernel == KERNEL_NAME)
+        if kernel == KERNEL_NAME:
+            assert runner.km.provisioner.forked  # the restart forked again
+        run_sync(runner.kc.wait_for_ready)(timeout=60)  # type: ignore[union-attr]
+        probe = nbformat.v4.new_code_cell("print('alive', 'x' in globals())")
+        nb.cells.append(probe)
+        runner.execute_cell(probe, 2)
+        assert probe.outputs[0]["text"] == "alive False\n", (kernel, crash)
+
+
 def test_a_crash_is_a_dead_kernel_and_a_restart_works(tmp_path: Path) -> None:
-    """os._exit and SIGKILL in a cell: nbclient reports DeadKernelError; the manager restarts it."""
-    for kernel in KERNELS:
-        for crash in ("import os; os._exit(1)", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"):
-            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(crash)])
-            runner = NotebookClient(nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=60)
-            with runner.setup_kernel(cwd=str(tmp_path)):
-                runner.execute_cell(nb.cells[0], 0)
-                with pytest.raises(DeadKernelError):
-                    runner.execute_cell(nb.cells[1], 1)
-                assert runner.km is not None
-                run_sync(runner.km.restart_kernel)(now=True)
-                assert isinstance(runner.km.provisioner, ForkingProvisioner) == (kernel == KERNEL_NAME)
-                if kernel == KERNEL_NAME:
-                    assert runner.km.provisioner.forked  # the restart forked again
-                run_sync(runner.kc.wait_for_ready)(timeout=60)  # type: ignore[union-attr]
-                probe = nbformat.v4.new_code_cell("print('alive', 'x' in globals())")
-                nb.cells.append(probe)
-                runner.execute_cell(probe, 2)
-                assert probe.outputs[0]["text"] == "alive False\n"
+    """os._exit and SIGKILL in a cell: nbclient reports DeadKernelError; the manager restarts it.
+    (The four cases run side by side: nbclient needs a second to notice each dead kernel.)"""
+    crashes = ("import os; os._exit(1)", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    cases = [(kernel, crash, tmp_path / f"{kernel}-{index}") for kernel in KERNELS for index, crash in enumerate(crashes)]
+    for _, _, cwd in cases:
+        cwd.mkdir()
+    _side_by_side(_crash_and_restart, cases)
 
 
 def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
@@ -235,7 +257,7 @@ def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
 
 
 def test_an_interrupt_gives_the_same_keyboardinterrupt(tmp_path: Path) -> None:
-    fresh, forked = (_interrupted(kernel, tmp_path) for kernel in KERNELS)
+    fresh, forked = _side_by_side(_interrupted, [(kernel, tmp_path) for kernel in KERNELS])
     assert fresh["ename"] == "KeyboardInterrupt" and fresh["alive"]
     assert forked == fresh
 
@@ -258,7 +280,7 @@ def _timed_out(kernel: str, cwd: Path) -> tuple[str, list[object], list[object]]
 
 
 def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
-    fresh, forked = (_timed_out(kernel, tmp_path) for kernel in KERNELS)
+    fresh, forked = _side_by_side(_timed_out, [(kernel, tmp_path) for kernel in KERNELS])
     assert "KeyboardInterrupt" in json.dumps(fresh[1]) and fresh[2][0]["text"] == "next\n"
     assert forked == fresh
 
