@@ -252,6 +252,14 @@ def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(t
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = kc.get_shell_msg(timeout=30)
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        # After an error ipykernel aborts the requests already queued (stop_on_error); the end of
+        # that window is queued before the interrupted request's "idle". A request sent only after
+        # that status is never aborted (one sent right after the reply could be, as in JupyterLab).
+        status = None
+        while status != "idle":
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status":
+                status = msg["content"]["execution_state"]
         assert run("print('exit', step(0), 'server', server())")["content"]["status"] == "ok"
     finally:
         kc.stop_channels()
