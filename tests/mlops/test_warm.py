@@ -48,6 +48,14 @@ def _only_the_parent_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARENT_ONLY", "1")
 
 
+@pytest.fixture(autouse=True)
+def _single_threaded_blas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `make` exports it: one BLAS/OpenMP thread, so the kernels' zygote can fork (run alone,
+    without it, the forked-kernel tests here would get a fresh kernel and fail for that reason)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MLOPS_COLD", raising=False)
+
+
 def test_the_child_gets_the_steps_environment_folder_and_arguments(tmp_path: Path) -> None:
     code, printed = _run(tmp_path, "7", "--flag", PROBE_VALUE="from the step")
     assert code == 7
