@@ -34,8 +34,8 @@ from scripts.forkkernel.provisioner import ForkingProvisioner
 REPO = Path(__file__).resolve().parents[1]
 FRESH = "python3"
 KERNELS = (FRESH, KERNEL_NAME)
-# nbclient gives kernels named python3 an in-memory IPython history; the forked kernel gets it too.
 T = TypeVar("T")
+# nbclient gives kernels named python3 an in-memory IPython history; the forked kernel gets it too.
 HISTORY = ["--HistoryManager.hist_file=:memory:"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -191,9 +191,13 @@ def _side_by_side(run: Callable[..., T], cases: list[tuple[object, ...]]) -> lis
     """``run(*case)`` for every case, each in a thread of its own; the results in the order of ``cases``.
 
     For cases that mostly wait (for a dead kernel to be noticed, an interrupt, a timeout): each
-    runs in its own kernel and tmp folder, so running them side by side changes nothing they
-    check, only the time the test takes. The first case to fail fails the test.
+    runs in its own kernel and its own folder (a case's last argument, created here), so running
+    them side by side changes nothing they check, only the time the test takes. The first case
+    to fail fails the test.
     """
+    for case in cases:
+        assert isinstance(case[-1], Path)
+        case[-1].mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         futures = [pool.submit(run, *case) for case in cases]
         return [future.result() for future in futures]
@@ -223,8 +227,6 @@ def test_a_crash_is_a_dead_kernel_and_a_restart_works(tmp_path: Path) -> None:
     (The four cases run side by side: nbclient needs a second to notice each dead kernel.)"""
     crashes = ("import os; os._exit(1)", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     cases = [(kernel, crash, tmp_path / f"{kernel}-{index}") for kernel in KERNELS for index, crash in enumerate(crashes)]
-    for _, _, cwd in cases:
-        cwd.mkdir()
     _side_by_side(_crash_and_restart, cases)
 
 
@@ -257,7 +259,7 @@ def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
 
 
 def test_an_interrupt_gives_the_same_keyboardinterrupt(tmp_path: Path) -> None:
-    fresh, forked = _side_by_side(_interrupted, [(kernel, tmp_path) for kernel in KERNELS])
+    fresh, forked = _side_by_side(_interrupted, [(kernel, tmp_path / kernel) for kernel in KERNELS])
     assert fresh["ename"] == "KeyboardInterrupt" and fresh["alive"]
     assert forked == fresh
 
@@ -280,7 +282,7 @@ def _timed_out(kernel: str, cwd: Path) -> tuple[str, list[object], list[object]]
 
 
 def test_a_cell_timeout_with_interrupt_behaves_the_same(tmp_path: Path) -> None:
-    fresh, forked = _side_by_side(_timed_out, [(kernel, tmp_path) for kernel in KERNELS])
+    fresh, forked = _side_by_side(_timed_out, [(kernel, tmp_path / kernel) for kernel in KERNELS])
     assert "KeyboardInterrupt" in json.dumps(fresh[1]) and fresh[2][0]["text"] == "next\n"
     assert forked == fresh
 
