@@ -187,10 +187,19 @@ def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: f
     except subprocess.TimeoutExpired:
         signal_session(process, signal.SIGKILL)
         out, _ = process.communicate()
-        return Symptom("exit", f"(stopped after {timeout:g} s)\n{out.decode(errors='replace')}".strip(), 124)
+        return _exited(out, None, timeout)
     finally:
         signal_session(process, signal.SIGKILL)  # anything the command left running in its session
-    return Symptom("exit", out.decode(errors="replace").strip(), process.returncode)
+    return _exited(out, process.returncode)
+
+
+def _exited(printed: bytes, code: int | None, timeout: float | None = None) -> Symptom:
+    """The symptom of a command that ended with ``code`` (a signal ``N`` as ``128 + N``, as a shell
+    reports it), or that overran ``timeout`` and was stopped (``code`` None: exit 124)."""
+    text = printed.decode(errors="replace")
+    if code is None:
+        return Symptom("exit", f"(stopped after {timeout:g} s)\n{text}".strip(), 124)
+    return Symptom("exit", text.strip(), 128 - code if code < 0 else code)
 
 
 def run_module(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:
@@ -212,8 +221,8 @@ def run_module(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeou
     try:
         code = warm.run_module(argv, env=env, cwd=str(cwd), on_output=printed.extend, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return Symptom("exit", f"(stopped after {timeout:g} s)\n{printed.decode(errors='replace')}".strip(), 124)
-    return Symptom("exit", printed.decode(errors="replace").strip(), code)
+        return _exited(bytes(printed), None, timeout)
+    return _exited(bytes(printed), code)
 
 
 class Incident:
