@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,13 +64,81 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
+def _work_unit(nodeid: str) -> str:
+    """What `make test`'s workers receive as one unit: a test file, as with ``--dist loadfile``,
+    except that the reference notebooks form one unit and the grading tests another. Each of those
+    two needs a warm process of its own in the worker that runs it, made once per worker: the
+    kernels' zygote (4 CPU-s) for the notebooks, the grader's zygote and migrated database
+    (7.6 CPU-s) for the grading tests. Spread over every worker, each worker paid for them."""
+    if nodeid.startswith("solutions/"):
+        return "solutions"
+    if nodeid.startswith("tests/grading/"):
+        return "tests/grading"
+    return nodeid.split("::", 1)[0]
+
+
+#: The units that take longest (seconds of CPU, measured), handed out first so that short files
+#: fill the end of the run; every other unit follows, larger (more tests) first. A unit missing
+#: here only starts later.
+LONGEST_FIRST = (
+    "tests/grading",
+    "tests/mlops/test_incidents.py",
+    "tests/test_site.py",
+    "solutions",
+    "tests/mlops/test_ci_local.py",
+    "tests/mlops/test_serve.py",
+    "tests/test_forkkernel.py",
+    "tests/mlops/test_audit.py",
+    "tests/mlops/test_contention.py",
+    "tests/mlops/test_concurrency.py",
+    "tests/mlops/test_inject.py",
+    "tests/mlops/test_warm.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the two larger units of :func:`_work_unit`, handed out in the order
+    :func:`pytest_collection_modifyitems` collected them. (Marking tests with ``xdist_group`` under
+    ``--dist loadgroup`` would group them too, but pytest 9.2's structured node ids make xdist 3.8
+    ignore those marks: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class WorkUnits(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # the collection's order is already the one wanted
+    return WorkUnits(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, order the tests by work unit: :data:`LONGEST_FIRST`, then the others by
+    size (a stable sort: each unit keeps its own order). Every worker sorts the same way."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    sizes: dict[str, int] = {}
+    for item in items:
+        unit = _work_unit(item.nodeid)
+        sizes[unit] = sizes.get(unit, 0) + 1
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        unit = _work_unit(item.nodeid)
+        return (LONGEST_FIRST.index(unit), 0) if unit in LONGEST_FIRST else (len(LONGEST_FIRST), -sizes[unit])
+
+    items.sort(key=rank)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """nbval runs the reference notebooks in python3-forked (see pyproject's addopts): when this
     process will run some, start the kernels' zygote now, so that its imports overlap the tests
-    that run before the first notebook."""
+    that run before the first notebook. An xdist worker does not know yet whether it will (one of
+    them does, see :func:`_work_unit`): its zygote starts with its first notebook."""
     from scripts.forkkernel import KERNEL_NAME, client
 
-    if session.config.getoption("nbval_kernel_name", None) != KERNEL_NAME:
+    if session.config.getoption("nbval_kernel_name", None) != KERNEL_NAME or "PYTEST_XDIST_WORKER" in os.environ:
         return
     if not any(item.nodeid.startswith("solutions/") for item in session.items):
         return

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from scripts.mlops.train import pip_requirements
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -90,7 +92,9 @@ def test_copy_model_version_snippet_copies_into_the_production_model(tracking: s
     client = MlflowClient()
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     with mlflow.start_run():
-        mlflow.sklearn.log_model(model, name="model", registered_model_name=staging_name)
+        # Pinned requirements (as the toolkit logs them): MLflow would otherwise infer them in a subprocess.
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=staging_name,
+                                 pip_requirements=pip_requirements())  # fmt: skip
     client.set_registered_model_alias(staging_name, alias, "1")
     namespace = {"client": client}
     exec(compile(snippet, "book/01-staging-vs-production.md", "exec"), namespace)  # noqa: S102 - the book's own code

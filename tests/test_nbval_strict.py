@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,10 @@ def test_a_changed_stored_output_fails_nbval(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", str(tmp_path / "pytest.ini"), "-p", "no:cacheprovider", "-q",
-         "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(tmp_path / "sanitize.cfg"),
+         "-p", "nbval", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(tmp_path / "sanitize.cfg"),
          "good.ipynb", "changed.ipynb"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        # nbval alone: the environment's other plugins (schemathesis, hypothesis, ...) play no part.
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     assert done.returncode == 1, done.stdout[-2000:]
     assert "FAILED changed.ipynb::Cell 0" in done.stdout and "1 failed, 1 passed" in done.stdout, done.stdout[-2000:]

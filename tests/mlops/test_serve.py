@@ -399,11 +399,17 @@ def test_a_fast_path_that_disagrees_stops_the_server_from_starting(
 def _save(model: Any, folder: Path, flavor: str, frame: Any) -> Path:
     from mlflow.models import infer_signature
 
+    from scripts.mlops.train import pip_requirements
+
     signature = infer_signature(frame, ["no"] * len(frame))
+    # Pinned requirements, as the toolkit logs them: without, MLflow infers them in a subprocess
+    # that loads the model again (2 CPU-s per model; what is served does not depend on them).
+    requirements = pip_requirements()
     if flavor == "sklearn":
-        mlflow.sklearn.save_model(model, folder, signature=signature, serialization_format="skops")
+        mlflow.sklearn.save_model(model, folder, signature=signature, serialization_format="skops",
+                                  pip_requirements=requirements)  # fmt: skip
     else:
-        mlflow.pyfunc.save_model(folder, python_model=model, signature=signature)
+        mlflow.pyfunc.save_model(folder, python_model=model, signature=signature, pip_requirements=requirements)
     return folder
 
 
