@@ -172,6 +172,9 @@ def test_a_forked_kernel_asked_to_shut_down_exits_by_itself_every_time(tmp_path:
     statuses = []
     for _ in range(12):
         km = KernelManager(kernel_name=KERNEL_NAME)
+        # SIGTERM after 15 s instead of jupyter_client's 2.5 s: a loaded machine must not be taken
+        # for the race (a kernel that lost it never exits by itself, however long it is given).
+        km.shutdown_wait_time = 30.0
         km.start_kernel(cwd=str(tmp_path), extra_arguments=HISTORY)
         kc = km.client()
         kc.start_channels()

@@ -169,6 +169,11 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
     kernel exits by itself (status 0) instead of being killed by its manager 2.5 s later. They
     still end with the kernel. The stock kernel is the one students run the labs in."""
     km = KernelManager(kernel_name="python3")
+    # jupyter_client sends SIGTERM after half of this (default 5 s): on a loaded machine (make test
+    # runs a worker per core plus one) a kernel that stops the fork server on its way out can take
+    # longer than 2.5 s. A kernel waiting for a process of its own group never exits by itself,
+    # however long it is given, so the longer deadline does not hide that fault.
+    km.shutdown_wait_time = 30.0
     km.start_kernel(cwd=str(tmp_path), extra_arguments=["--HistoryManager.hist_file=:memory:"])
     kc = km.client()
     kc.start_channels()
