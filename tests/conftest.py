@@ -77,31 +77,12 @@ def _work_unit(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-#: The units that take longest (seconds of CPU, measured), handed out first so that short files
-#: fill the end of the run; every other unit follows, larger (more tests) first. A unit missing
-#: here only starts later.
-LONGEST_FIRST = (
-    "tests/grading",
-    "tests/mlops/test_incidents.py",
-    "tests/test_site.py",
-    "solutions",
-    "tests/mlops/test_ci_local.py",
-    "tests/mlops/test_serve.py",
-    "tests/test_forkkernel.py",
-    "tests/mlops/test_audit.py",
-    "tests/mlops/test_contention.py",
-    "tests/mlops/test_concurrency.py",
-    "tests/mlops/test_inject.py",
-    "tests/mlops/test_warm.py",
-)
-
-
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile`` with the two larger units of :func:`_work_unit`, handed out in the order
-    :func:`pytest_collection_modifyitems` collected them. (Marking tests with ``xdist_group`` under
-    ``--dist loadgroup`` would group them too, but pytest 9.2's structured node ids make xdist 3.8
-    ignore those marks: pytest-dev/pytest-xdist#1386.)"""
+    """``--dist loadfile`` with the two larger units of :func:`_work_unit` (xdist hands out the
+    units with the most tests first). Marking tests with ``xdist_group`` under ``--dist loadgroup``
+    would group them too, but pytest 9.2's structured node ids make xdist 3.8 ignore those marks:
+    pytest-dev/pytest-xdist#1386."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -110,25 +91,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return _work_unit(nodeid)
 
-    config.option.loadscopereorder = False  # the collection's order is already the one wanted
     return WorkUnits(config, log)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In an xdist worker, order the tests by work unit: :data:`LONGEST_FIRST`, then the others by
-    size (a stable sort: each unit keeps its own order). Every worker sorts the same way."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return
-    sizes: dict[str, int] = {}
-    for item in items:
-        unit = _work_unit(item.nodeid)
-        sizes[unit] = sizes.get(unit, 0) + 1
-
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        unit = _work_unit(item.nodeid)
-        return (LONGEST_FIRST.index(unit), 0) if unit in LONGEST_FIRST else (len(LONGEST_FIRST), -sizes[unit])
-
-    items.sort(key=rank)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
