@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from pathlib import Path
 
 from .errors import MlopsError
@@ -48,6 +47,8 @@ def post_comment(body: str) -> str:
             "not in a pull-request workflow run (GITHUB_EVENT_PATH, GH_TOKEN or GITHUB_REPOSITORY unset)",
             "run this as a workflow step with `env: GH_TOKEN: ${{ github.token }}`.",
         )
+    import urllib.request  # only here: with http.client, ssl and email it is most of a command's start-up
+
     number = json.loads(Path(event_path).read_text())["pull_request"]["number"]
     request = urllib.request.Request(
         f"{api}/repos/{repository}/issues/{int(number)}/comments",

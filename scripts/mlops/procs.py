@@ -24,7 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 _PROC = Path("/proc")
 _LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
@@ -164,7 +164,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stop_session(process: subprocess.Popen[Any], grace: float = 5.0) -> int | None:
+class Child(Protocol):
+    """What :func:`stop_session` needs of a started process: a :class:`subprocess.Popen`, or a
+    :class:`scripts.mlops.warm.WarmProcess` (a command forked from the warm interpreter)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_session(process: Child, grace: float = 5.0) -> int | None:
     """Stop a process started in its own session, and every process in that session (by its id)."""
     code: int | None = None
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -178,7 +192,7 @@ def stop_session(process: subprocess.Popen[Any], grace: float = 5.0) -> int | No
     return code if code is not None else process.poll()
 
 
-def signal_session(process: subprocess.Popen[Any], sig: signal.Signals) -> None:
+def signal_session(process: Child, sig: signal.Signals) -> None:
     """Send ``sig`` to every process in the session ``process`` leads (started with ``start_new_session``)."""
     try:
         os.killpg(process.pid, sig)

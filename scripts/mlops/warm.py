@@ -283,8 +283,11 @@ def _child(
     output: Connection | str,
     errors: Connection | str | None,
     sock: socket.socket | None,
+    new_session: bool = False,
 ) -> None:
     """Body of the forked child: become ``python -m <argv[0]> <argv[1:]>`` and exit with its status."""
+    if new_session:  # as Popen(start_new_session=True): its own session and process group
+        os.setsid()
     _let_go_of_the_fork_server()
     _die_with_parent()
     sys.stdout.flush()
@@ -355,16 +358,21 @@ def start(
     output: Connection | str,
     errors: Connection | str | None = None,
     sock: socket.socket | None = None,
+    new_session: bool = False,
 ) -> WarmProcess:
     """Start ``python -m argv[0] argv[1:]`` in a child forked from the warm interpreter.
 
     ``output`` and ``errors`` take standard output and error: the writing end of a pipe, or a
     file path (appended to); ``errors=None`` sends both to ``output``. ``sock``, a listening
     socket, is handed over to the child, and ``{fd}`` in ``argv`` becomes its descriptor there.
-    The child is stopped (SIGTERM) if this process exits while it still runs.
+    With ``new_session`` the child leads a session (and process group) of its own, as with
+    ``Popen(start_new_session=True)``, so :func:`scripts.mlops.procs.stop_session` stops it and
+    every process it starts. The child is stopped (SIGTERM) if this process exits while it still runs.
     """
     ctx = context()
-    process = ctx.Process(target=_child, args=(list(argv), dict(env), cwd, output, errors, sock), daemon=True)
+    process = ctx.Process(
+        target=_child, args=(list(argv), dict(env), cwd, output, errors, sock, new_session), daemon=True
+    )
     with _starting():
         process.start()
     return WarmProcess(process, list(argv))

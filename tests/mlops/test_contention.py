@@ -43,6 +43,7 @@ def _measure_behind_server(store_uri: str, folder: Path) -> tuple[contention.Mea
         result = contention.measure(server.url, WRITERS, CALLS, "one-by-one", "off", timeout=180)
         counts = contention.landed(result.reports, mlflow.MlflowClient(server.url))
     assert server.process.poll() is not None, "the server was stopped"
+    assert _session_commands(server.process.pid) == [], "a process of the server's session (uvicorn) outlived it"
     return result, counts, server.seconds_to_healthy
 
 

@@ -7,6 +7,7 @@ cleanup (checked at the end of every cycle).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
 import pandas as pd
@@ -66,6 +67,19 @@ def lab_for(shared: TrainedWorkspace, trained_workspace: TrainedFactory, monkeyp
     return make
 
 
+def _session(leader: int) -> list[str]:
+    """The command lines of the live processes in the session ``leader`` started."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == leader and procs.alive(int(entry.name)):
+                    found.append(procs.cmdline(int(entry.name)))
+            except ProcessLookupError:
+                continue  # it ended while we looked
+    return found
+
+
 def _flagged(report: doctor.Report) -> set[str]:
     return {f.check for f in report.findings if f.status in ("fail", "warn")}
 
@@ -110,6 +124,9 @@ def test_break_shows_the_real_symptom_and_only_the_fix_passes_verify(name: str, 
     for key in ("holder", "bystander", "locker"):
         if key in lab.notes:
             assert not procs.alive(lab.notes[key]), key
+    if name == "invalid_host_header":  # the tracking server and the uvicorn process it started
+        server = lab.notes["server"].pid
+        assert not procs.alive(server) and _session(server) == [], _session(server)
 
 
 def test_stopping_every_mlflow_server_by_name_fails_verify(lab_for: LabFactory) -> None:

@@ -207,6 +207,50 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
 SLOW_STEP = "import os, sys, time\nprint('started', os.getpid(), flush=True)\ntime.sleep(float(sys.argv[1]))\n"
 
 
+SESSION_LEADER = (
+    "import subprocess, sys, time\n"
+    "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+    "print(helper.pid, flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_a_command_in_a_session_of_its_own_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    """``new_session=True`` as ``Popen(start_new_session=True)``: the child leads a session, its own
+    children are in it, and ``stop_session`` stops them all (how a forked ``mlflow server`` and its
+    uvicorn process are stopped). Without it, a child stays in the fork server's session."""
+    from scripts.mlops import procs
+
+    (tmp_path / "session_leader.py").write_text(SESSION_LEADER)
+    log = tmp_path / "leader.log"
+    env = {"PATH": os.environ["PATH"]}
+    process = warm.start(["session_leader"], env=env, cwd=str(tmp_path), output=str(log), new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the child opens the log itself
+        assert log.is_file() and log.read_text().strip(), "the child printed its helper's pid within 30 s"
+        helper = int(log.read_text().split()[0])
+        assert os.getsid(process.pid) == process.pid and os.getpgid(process.pid) == process.pid
+        assert os.getsid(helper) == process.pid  # the helper is in the child's session
+        assert os.getsid(os.getpid()) != process.pid
+    finally:
+        code = procs.stop_session(process)
+    assert code == -signal.SIGTERM, code
+    deadline = time.monotonic() + 10
+    while procs.alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not procs.alive(helper), f"the helper {helper} outlived its session"
+
+    (tmp_path / "slow_step.py").write_text(SLOW_STEP)
+    plain = warm.start(["slow_step", "30"], env=env, cwd=str(tmp_path), output=str(tmp_path / "plain.log"))
+    try:
+        assert os.getsid(plain.pid) != plain.pid  # the fork server's session, as before
+    finally:
+        plain.kill()
+        plain.wait(10)
+
+
 def test_a_command_that_overruns_its_timeout_is_killed_and_what_it_printed_is_kept(tmp_path: Path) -> None:
     (tmp_path / "slow_step.py").write_text(SLOW_STEP)
     printed: list[bytes] = []

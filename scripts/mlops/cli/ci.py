@@ -24,7 +24,6 @@ from typing import Any
 
 from ..errors import EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE, MlopsError
 from ..github import add_summary, post_comment, set_output
-from ..release import read_candidate
 from .common import open_cli_workspace
 
 # --------------------------------------------------------------------------------------
@@ -95,6 +94,7 @@ def cmd_ci_verify_eval_hash(args: argparse.Namespace) -> int:
 
 def cmd_ci_candidate(args: argparse.Namespace) -> int:
     from .. import registry
+    from ..release import read_candidate
 
     candidate = read_candidate(args.file, args.model)
     open_cli_workspace(args)

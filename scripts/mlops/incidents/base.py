@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..errors import MlopsError
-from ..procs import signal_session, stop_session
+from ..procs import Child, signal_session, stop_session
 from ..workspace import Workspace
 
 SymptomKind = Literal["exit", "http", "exception"]
@@ -66,7 +66,7 @@ class Lab:
     root: Path
     model: str = "churn-classifier"
     alias: str = "production"
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[Child] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -163,8 +163,9 @@ class Lab:
         while self.processes:
             process = self.processes.pop()
             stop_session(process)
-            if process.stdout is not None:
-                process.stdout.close()
+            stdout = getattr(process, "stdout", None)  # a Popen's pipe (a warm child has none)
+            if stdout is not None:
+                stdout.close()
 
 
 def run(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float = COMMAND_TIMEOUT) -> Symptom:

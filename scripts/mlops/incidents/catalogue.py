@@ -893,13 +893,12 @@ class InvalidHostHeader(Incident):
     anti_fix = "--disable-security-middleware: every Host and every origin is accepted, DNS rebinding included"
 
     def _start(self, lab: Lab, port: int, *flags: str) -> None:
-        command = [_python(), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        command += ["--backend-store-uri", lab.tracking_uri, *flags]
-        from ..contention import SERVER_ENV
+        from ..contention import SERVER_ENV, start_mlflow_server
 
-        process, _ = lab.start(
-            command, ready_line=False, log=lab.scratch / "mlflow-server.log", env=lab.env(**SERVER_ENV)
-        )
+        args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", lab.tracking_uri]
+        log = lab.scratch / "mlflow-server.log"
+        process = start_mlflow_server([*args, *flags], env=lab.env(**SERVER_ENV), log=log, cwd=lab.root)
+        lab.processes.append(process)
         lab.notes.update(server=process, port=port)
         _wait_healthy(lab, process, port)
 
