@@ -717,10 +717,15 @@ class FailOpenGate(Incident):
         _write_script(lab.scratch / "gate_step.py", python)
 
     def steps(self, lab: Lab) -> tuple[Symptom, Symptom]:
+        """Both versions of the step, each in its own fresh processes, side by side: they only read
+        the same two evaluation files, as two jobs of one workflow would."""
+        from concurrent.futures import ThreadPoolExecutor
+
         env = lab.env(PY=_python())
-        shell = run(["bash", "gate-step.sh"], cwd=lab.scratch, env=env)
-        python = run([_python(), "gate_step.py"], cwd=lab.scratch, env=env)
-        return shell, python
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            shell = pool.submit(run, ["bash", "gate-step.sh"], cwd=lab.scratch, env=env)
+            python = pool.submit(run, [_python(), "gate_step.py"], cwd=lab.scratch, env=env)
+            return shell.result(), python.result()
 
     def observe(self, lab: Lab) -> Symptom:
         shell, python = self.steps(lab)
