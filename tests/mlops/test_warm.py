@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,6 +206,7 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
 
 
 SLOW_STEP = "import os, sys, time\nprint('started', os.getpid(), flush=True)\ntime.sleep(float(sys.argv[1]))\n"
+STARTED = re.compile(r"started (\d+)\n")
 
 
 SESSION_LEADER = (
@@ -300,10 +302,13 @@ def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(t
         assert run(setup + "print('server', server())")["content"]["status"] == "ok"
         msg_id = kc.execute("step(60)")
         deadline = time.monotonic() + 30
-        while not any("started" in text for text in printed) and time.monotonic() < deadline:
+        # The whole line: the kernel may send "started PID" in more than one stream message.
+        while not STARTED.search("".join(printed)) and time.monotonic() < deadline:
             msg = kc.get_iopub_msg(timeout=30)
             if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
                 printed.append(msg["content"]["text"])
+        interrupted = STARTED.search("".join(printed))
+        assert interrupted, f"the step did not print its pid within 30 s: {printed}"
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=30)
         while reply["parent_header"].get("msg_id") != msg_id:
@@ -324,8 +329,7 @@ def test_an_interrupted_cell_stops_its_step_and_leaves_the_fork_server_serving(t
     servers = [line.split()[-1] for line in "".join(printed).splitlines() if "server" in line]
     assert len(servers) == 2 and servers[0] == servers[1] != "None", printed
     assert "exit 0 server" in "".join(printed), printed
-    interrupted = next(line.split()[1] for line in "".join(printed).splitlines() if line.startswith("started"))
-    _gone_within([int(interrupted)], 5)
+    _gone_within([int(interrupted.group(1))], 5)
 
 
 def _gone_within(pids: list[int], seconds: float) -> None:
