@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _results
+
 from scripts.mlops import baseline_refresh, ci_local, inject, warm
 from scripts.mlops.inject.wrappers import WrappedModel
 from scripts.mlops.workspace import open_workspace
@@ -137,10 +139,7 @@ def main() -> int:
     print(f"{'7 commands by hand (sum)':28s}{hand:8.2f}s   {', '.join(f'{t:.2f}' for t in hand_times)}")
     print(f"runner overhead: {overhead:+.1%} between medians; {own:+.1%} within runner runs "
           f"(wall time vs its step processes); target < {TARGET_OVERHEAD:.0%}")
-    out = REPO / "bench" / "results" / "ci.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.save("ci", result)
     return 0
 
 

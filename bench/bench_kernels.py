@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -33,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _results
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -124,19 +123,13 @@ def main() -> int:
     else:
         print()
     result = {
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in load],
+        **_results.machine(),
         "repeats": args.repeats,
         "zygote_ready_s": round(zygote_s, 3),
         "targets": {"forked_vs_floor_max": TARGET_VS_FLOOR, "lab00_forked_max_s": TARGET_LAB00_S},
         "labs": rows,
     }
-    out = REPO / "bench" / "results" / "kernels.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.save("kernels", result)
     return 0
 
 

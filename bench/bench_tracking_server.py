@@ -17,18 +17,16 @@ its uvicorn process and anything else running). Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scripts.mlops import contention, warm
+import _results
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts.mlops import contention, warm
 
 
 def _busy_seconds() -> float:
@@ -81,21 +79,14 @@ def main() -> int:
     for mode, values in medians.items():
         print(f"{mode:28s}{values['s']:8.2f}s{values['cpu_s']:8.2f}")
     print(f"forked vs fresh: {ratio_s:.2f}x the time, {ratio_cpu:.2f}x the CPU ({args.repeats} alternating runs)")
-    load = os.getloadavg()
     result = {
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in load],
+        **_results.machine(),
         "repeats": args.repeats,
         "median": {mode: {key: round(value, 3) for key, value in values.items()} for mode, values in medians.items()},
         "forked_vs_fresh": {"s": round(ratio_s, 3), "cpu_s": round(ratio_cpu, 3)},
         "runs": runs,
     }
-    out = REPO / "bench" / "results" / "tracking_server.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.save("tracking_server", result)
     return 0
 
 
