@@ -1,7 +1,7 @@
 """Imported once by the warm interpreter of :mod:`scripts.mlops.warm`, before it forks commands.
 
-Imports, one read-only scan and two values kept for every command (the command line's parser and
-MLflow's schema revision): nothing here opens a store, reads the environment or starts a thread (a
+Imports, one read-only scan and three values kept for every command (the command line's parser,
+the seeded data files' bytes and MLflow's schema revision): nothing here opens a store, reads the environment or starts a thread (a
 process that forks must be single-threaded). The list is what the deploy gate's commands
 and the model server load lazily. skops comes first: its import searches every loaded module (see
 ``cli.common.import_skops_first``).
@@ -61,6 +61,8 @@ from . import app, baseline_refresh, ci_local, cli, compare_baseline, data, eval
 from . import fastpath, model_files, train, workspace
 
 cli.build_parser()  # kept (functools.cache): forked commands parse with it
+for _batch in data.FILENAMES:  # kept (functools.cache): every lab workspace writes these files
+    data.batch_csv(_batch)
 
 try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
     from mlflow.utils.requirements_utils import _init_modules_to_packages_map

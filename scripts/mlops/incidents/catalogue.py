@@ -686,14 +686,29 @@ class FailOpenGate(Incident):
     anti_fix = "marking the step continue-on-error, or catching the failure to 'keep the pipeline green'"
 
     def break_(self, lab: Lab) -> None:
-        from .. import data, evaluate, train
-        from ..inject import noisy_labels
+        from .. import evaluate
 
-        base, _ = _models(lab)
-        regressed = train.fit(noisy_labels(data.load(lab.data_file("v1")), 0.3, seed=0, flip_from="yes"))
-        evaluate.write_json(evaluate.evaluate_file(base, lab.data_file("eval")), lab.scratch / "gate-baseline.json")
-        evaluate.write_json(evaluate.evaluate_file(regressed, lab.data_file("eval")), lab.scratch / "gate-cand.json")
+        baseline, candidate = self._evaluations(lab)
+        evaluate.write_json(baseline, lab.scratch / "gate-baseline.json")
+        evaluate.write_json(candidate, lab.scratch / "gate-cand.json")
         self._write(lab, fail_open=True)
+
+    @staticmethod
+    def _evaluations(lab: Lab) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The v1 model's and a regressed retrain's evaluations on the frozen set (30 % of the
+        'yes' labels flipped): computed once per lab, written again at every break."""
+        if "fail_open_evaluations" not in lab.notes:
+            from .. import data, evaluate, train
+            from ..inject import noisy_labels
+
+            base, _ = _models(lab)
+            regressed = train.fit(noisy_labels(data.load(lab.data_file("v1")), 0.3, seed=0, flip_from="yes"))
+            lab.notes["fail_open_evaluations"] = (
+                evaluate.evaluate_file(base, lab.data_file("eval")),
+                evaluate.evaluate_file(regressed, lab.data_file("eval")),
+            )
+        evaluations: tuple[dict[str, Any], dict[str, Any]] = lab.notes["fail_open_evaluations"]
+        return evaluations
 
     def _write(self, lab: Lab, fail_open: bool) -> None:
         compare = '"$PY" -m scripts.mlops compare-baseline --candidate gate-cand.json --baseline gate-baseline.json'
