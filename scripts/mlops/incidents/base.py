@@ -136,6 +136,22 @@ class Lab:
 
         With ``ready_line``, wait for its first line of output; otherwise its output goes to ``log``.
         """
+        process = self._spawn(command, ready_line=ready_line, log=log, env=env)
+        return process, self._ready(process, command) if ready_line else ""
+
+    def start_all(
+        self, commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None
+    ) -> list[tuple[subprocess.Popen[bytes], str]]:
+        """Start several helper processes side by side, then wait for each one's first line of output.
+
+        As :meth:`start` with ``ready_line`` for each command, but their start-ups overlap.
+        """
+        processes = [self._spawn(command, ready_line=True, log=None, env=env) for command in commands]
+        return [(process, self._ready(process, command)) for process, command in zip(processes, commands, strict=True)]
+
+    def _spawn(
+        self, command: Sequence[str], *, ready_line: bool, log: Path | None, env: Mapping[str, str] | None
+    ) -> subprocess.Popen[bytes]:
         out = log.open("wb") if log is not None else None
         try:
             process = subprocess.Popen(
@@ -151,12 +167,14 @@ class Lab:
             if out is not None:
                 out.close()
         self.processes.append(process)
-        line = ""
-        if ready_line and process.stdout is not None:
-            line = process.stdout.readline().decode().strip()
-            if not line:
-                raise MlopsError(f"the helper process {list(command)[:3]} exited before it was ready")
-        return process, line
+        return process
+
+    @staticmethod
+    def _ready(process: subprocess.Popen[bytes], command: Sequence[str]) -> str:
+        line = process.stdout.readline().decode().strip() if process.stdout is not None else ""
+        if not line:
+            raise MlopsError(f"the helper process {list(command)[:3]} exited before it was ready")
+        return line
 
     def stop_processes(self) -> None:
         """Stop (terminate, then kill) every process this lab started, and reap them."""

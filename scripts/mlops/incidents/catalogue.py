@@ -221,7 +221,15 @@ class TinyEvalNoise(Incident):
         self._configure(lab, eval_file=tiny, tolerance=DEFAULT_TOLERANCE, min_slice_size=1)
 
     def tiny_set(self, lab: Lab) -> "pd.DataFrame":
-        """Nine student rows of the frozen set on which the retrain gets one more wrong (6/9 -> 5/9)."""
+        """Nine student rows of the frozen set on which the retrain gets one more wrong (6/9 -> 5/9):
+        drawn once per lab (the models are fitted once per lab too), a copy each time."""
+        if "tiny_set" not in lab.notes:
+            lab.notes["tiny_set"] = self._draw_tiny_set(lab)
+        tiny: pd.DataFrame = lab.notes["tiny_set"]
+        return tiny.copy()
+
+    @staticmethod
+    def _draw_tiny_set(lab: Lab) -> "pd.DataFrame":
         import numpy as np
 
         from .. import data
@@ -318,8 +326,10 @@ class PortInUse(Incident):
     doctor_check = "port"
 
     def break_(self, lab: Lab) -> None:
-        holder, port = lab.start([_python(), "-c", _HOLDER, "mlflow", "server", "--stale"])
-        bystander, other = lab.start([_python(), "-c", _HOLDER, "mlflow", "server", "--someone-else"])
+        (holder, port), (bystander, other) = lab.start_all(
+            [[_python(), "-c", _HOLDER, "mlflow", "server", "--stale"],
+             [_python(), "-c", _HOLDER, "mlflow", "server", "--someone-else"]]
+        )  # fmt: skip
         lab.notes.update(port=int(port), holder=holder.pid, bystander=bystander.pid, other_port=int(other))
 
     def observe(self, lab: Lab) -> Symptom:
