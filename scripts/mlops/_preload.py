@@ -10,7 +10,8 @@ The scan is MLflow's map of installed distributions, which ``mlflow.pyfunc.load_
 first use to compare a model's pinned requirements with the installed packages: a walk over every
 file of every distribution in site-packages, over a second per model load on the course machine.
 MLflow keeps it in a module global, so every forked command inherits it; the children share this
-interpreter's site-packages (a command with another ``PYTHONPATH`` gets a fresh interpreter).
+interpreter's site-packages (a command with another ``PYTHONPATH`` gets a fresh interpreter). The
+map itself is kept in the environment between processes (:mod:`scripts.mlops._packages_map`).
 
 One value is computed here and kept: the newest schema revision of MLflow's bundled database
 migrations. MLflow compares it with a database's revision every time it opens a SQLite store, and
@@ -65,11 +66,11 @@ for _batch in data.FILENAMES:  # kept (functools.cache): every lab workspace wri
     data.batch_csv(_batch)
 
 try:  # MLflow internals: if they move, each command builds the map itself (slower, same result)
-    from mlflow.utils.requirements_utils import _init_modules_to_packages_map
-except ImportError:  # pragma: no cover - depends on MLflow's layout
+    from . import _packages_map
+
+    _packages_map.load_or_build()  # from the environment's kept copy when nothing was installed since
+except (ImportError, AttributeError):  # pragma: no cover - depends on MLflow's layout
     pass
-else:
-    _init_modules_to_packages_map()
 
 try:  # MLflow internals: if they move, each store computes the revision itself (slower, same result)
     from mlflow.store.db import utils as _db_utils
