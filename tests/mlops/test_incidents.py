@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 
 import pandas as pd
 import pytest
 
 from scripts.mlops import cli, data, doctor, procs
+from scripts.mlops.errors import MlopsError
 from scripts.mlops.incidents import CATALOGUE, Lab, attempt, broken, by_name, normalise_labels, wilson_interval
 from scripts.mlops.incidents.catalogue import GitPushRejected, GitRetagDidNotMove, LabelSpelling, TinyEvalNoise
 from tests.support import TrainedFactory, TrainedWorkspace
@@ -224,6 +226,42 @@ def test_the_port_anti_fix_passes_doctor_but_not_verify(lab_for: LabFactory) -> 
     assert (tried.doctor_before, tried.doctor_after) == ("fail", "ok")
     assert tried.after is not None and not tried.after and "bystander" in tried.after.detail
     assert lab.processes == []
+
+
+#: A helper that is ready (prints its name) only once the file named by its second argument
+#: exists, and gives up silently after 10 s: started and waited for one at a time, a helper that
+#: waits for the next one's file would never be ready.
+_WAITS_FOR = (
+    "import os, sys, time\n"
+    "for _ in range(200):\n"
+    "    if os.path.exists(sys.argv[2]):\n"
+    "        break\n"
+    "    time.sleep(0.05)\n"
+    "else:\n"
+    "    sys.exit(1)\n"
+    "print(sys.argv[1], flush=True)\n"
+    "time.sleep(60)\n"
+)
+_MAKES = "import pathlib, sys, time; pathlib.Path(sys.argv[2]).touch(); print(sys.argv[1], flush=True); time.sleep(60)"
+
+
+def test_helpers_started_together_overlap_are_each_ready_and_stop_with_the_lab(lab_for: LabFactory) -> None:
+    """Lab.start_all (the port drill's two holders): every helper starts before any is waited for,
+    each first line comes back with its own process, and a helper that exits without a line is a
+    clear error; the lab stops every helper it started, the silent one's neighbour included."""
+    lab = lab_for("port_in_use")
+    flag = lab.scratch / "second-started"
+    flag.unlink(missing_ok=True)
+    (first, one), (second, two) = lab.start_all(
+        [[sys.executable, "-c", _WAITS_FOR, "one", str(flag)], [sys.executable, "-c", _MAKES, "two", str(flag)]]
+    )
+    assert (one, two) == ("one", "two") and [first, second] == lab.processes
+    with pytest.raises(MlopsError, match="exited before it was ready"):
+        lab.start_all([[sys.executable, "-c", _MAKES, "three", str(flag)], [sys.executable, "-c", "pass"]])
+    started = [process.pid for process in lab.processes]
+    assert len(started) == 4
+    lab.stop_processes()
+    assert lab.processes == [] and not any(procs.alive(pid) for pid in started)
 
 
 def test_the_tolerance_anti_fix_is_refused(lab_for: LabFactory) -> None:
