@@ -1,17 +1,18 @@
 """Imported once by the warm interpreter of :mod:`scripts.mlops.warm`, before it forks commands.
 
 Imports, one read-only scan and three values kept for every command (the command line's parser,
-the seeded data files' bytes and MLflow's schema revision): nothing here opens a store, reads the environment or starts a thread (a
-process that forks must be single-threaded). The list is what the deploy gate's commands
-and the model server load lazily. skops comes first: its import searches every loaded module (see
-``cli.common.import_skops_first``).
+the seeded data files' bytes and MLflow's schema revision): nothing here opens a store, reads the
+environment or starts a thread (a process that forks must be single-threaded). The list is what
+the deploy gate's commands and the model server load lazily. skops comes first: its import
+searches every loaded module (see ``cli.common.import_skops_first``).
 
 The scan is MLflow's map of installed distributions, which ``mlflow.pyfunc.load_model`` builds on
 first use to compare a model's pinned requirements with the installed packages: a walk over every
 file of every distribution in site-packages, over a second per model load on the course machine.
 MLflow keeps it in a module global, so every forked command inherits it; the children share this
 interpreter's site-packages (a command with another ``PYTHONPATH`` gets a fresh interpreter). The
-map itself is kept in the environment between processes (:mod:`scripts.mlops._packages_map`).
+scan runs once per environment, not once per warm interpreter: its result is kept in the
+environment (:mod:`scripts.mlops._packages_map`) until a package is installed or removed.
 
 One value is computed here and kept: the newest schema revision of MLflow's bundled database
 migrations. MLflow compares it with a database's revision every time it opens a SQLite store, and
