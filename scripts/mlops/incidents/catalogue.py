@@ -934,10 +934,11 @@ class InvalidHostHeader(Incident):
 
     def request(self, lab: Lab, host: str) -> Symptom:
         """One registry request to the server, as a client that calls it ``host``."""
-        import httpx
+        from ..server import loopback_client  # the process's one client for local servers
 
         port = lab.notes["port"]
-        response = httpx.get(f"http://127.0.0.1:{port}{_SEARCH}", headers={"Host": f"{host}:{port}"}, timeout=10)
+        url = f"http://127.0.0.1:{port}{_SEARCH}"
+        response = loopback_client().get(url, headers={"Host": f"{host}:{port}"}, timeout=10)
         return Symptom("http", response.text, response.status_code)
 
     def break_(self, lab: Lab) -> None:
