@@ -99,7 +99,8 @@ book-instructors: $(STAMP) $(FIGURE_STAMP)
 # Static checks first (seconds), then one pytest worker per core plus one: tests also wait (for a
 # server's health check, a browser, a kernel's idle status), and the extra worker fills those
 # waits (2 cores: idle CPU 10 % -> 2 %). TEST_WORKERS=2 make test to choose. Which worker runs
-# what: tests/conftest.py (whole files; the notebooks together, the grading tests together).
+# what: tests/work_units.py (whole files, longest first; the notebooks together, the grading tests
+# together, the tests that fork from the warm interpreter together).
 TEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2> /dev/null || echo 1) + 1 )))
 test: $(STAMP) $(FIGURE_STAMP) lint | bubblewrap chromium
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)

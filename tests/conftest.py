@@ -11,6 +11,7 @@ import pytest
 
 from scripts.mlops import baseline_refresh, data
 from scripts.mlops.workspace import Workspace, open_workspace
+from tests import work_units
 from tests.support import Production, TrainedFactory, TrainedWorkspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,34 +65,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
-def _work_unit(nodeid: str) -> str:
-    """What `make test`'s workers receive as one unit: a test file, as with ``--dist loadfile``,
-    except that the reference notebooks form one unit and the grading tests another. Each of those
-    two needs a warm process of its own in the worker that runs it, made once per worker: the
-    kernels' zygote (4 CPU-s) for the notebooks, the grader's zygote and migrated database
-    (7.6 CPU-s) for the grading tests. Spread over every worker, each worker paid for them."""
-    if nodeid.startswith("solutions/"):
-        return "solutions"
-    if nodeid.startswith("tests/grading/"):
-        return "tests/grading"
-    return nodeid.split("::", 1)[0]
-
-
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile`` with the two larger units of :func:`_work_unit` (xdist hands out the
-    units with the most tests first). Marking tests with ``xdist_group`` under ``--dist loadgroup``
-    would group them too, but pytest 9.2's structured node ids make xdist 3.8 ignore those marks:
-    pytest-dev/pytest-xdist#1386."""
+    """``--dist loadfile`` with the units of :mod:`tests.work_units`, handed out heaviest first.
+    Marking tests with ``xdist_group`` under ``--dist loadgroup`` would group them too, but
+    pytest 9.2's structured node ids make xdist 3.8 ignore those marks: pytest-dev/pytest-xdist#1386."""
     if config.getvalue("dist") != "loadfile":
         return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class WorkUnits(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _work_unit(nodeid)
-
-    return WorkUnits(config, log)
+    return work_units.scheduler(config, log)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
