@@ -79,10 +79,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """nbval runs the reference notebooks in python3-forked (see pyproject's addopts): when this
     process will run some, start the kernels' zygote now, so that its imports overlap the tests
     that run before the first notebook. An xdist worker does not know yet whether it will (one of
-    them does, see :func:`_work_unit`): its zygote starts with its first notebook."""
+    them does, see :mod:`tests.work_units`): its zygote starts with its first notebook. A run that
+    only collects (``--collect-only``) runs none: its zygote would only delay its exit by the
+    seconds of imports it has to finish before it can stop."""
     from scripts.forkkernel import KERNEL_NAME, client
 
     if session.config.getoption("nbval_kernel_name", None) != KERNEL_NAME or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    if session.config.option.collectonly:
         return
     if not any(item.nodeid.startswith("solutions/") for item in session.items):
         return
