@@ -36,12 +36,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_ready
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -54,6 +56,16 @@ PRELOAD = "scripts.mlops._preload"
 
 _context: ForkServerContext | None = None
 _started_with: dict[str, str] = {}
+
+#: Held while this process starts a child (or the fork server) and while it reads a child's exit
+#: status: multiprocessing does neither safely from several threads. The fork server writes a
+#: child's status once into a pipe, and every ``Process.start`` first reads the status of each
+#: earlier child that has ended (``multiprocessing.process._cleanup``). A thread waiting for its
+#: own child could read that pipe at the same moment and find it empty and closed, which
+#: multiprocessing reports as exit status 255: two workflow runs side by side got 255 from a step
+#: that had succeeded. Starting also swaps a function of ``multiprocessing.util`` in and out
+#: (:func:`_helpers_in_own_process_group`), which two threads must not do at once either.
+_lock = threading.Lock()
 
 #: Interpreter-start variables that a forked child cannot honour (``PYTHONUNBUFFERED`` it can).
 _STARTUP = ("PYTHON", "OMP_", "OPENBLAS_", "MKL_")
@@ -101,7 +113,7 @@ def warm_up() -> None:
         from multiprocessing import forkserver
 
         context()
-        with _starting():
+        with _lock, _starting():
             forkserver.ensure_running()
 
 
@@ -328,12 +340,15 @@ class WarmProcess:
         return self.process.pid
 
     def poll(self) -> int | None:
-        if self.returncode is None and not self.process.is_alive():
-            self.returncode = self.process.exitcode
+        if self.returncode is None:
+            with _lock:  # one reader of the status at a time (see _lock); this read never blocks
+                if not self.process.is_alive():
+                    self.returncode = self.process.exitcode
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
+        if self.returncode is None:
+            wait_ready([self.process.sentinel], timeout)  # without _lock: other threads start and read meanwhile
         code = self.poll()
         if code is None:
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
@@ -373,7 +388,7 @@ def start(
     process = ctx.Process(
         target=_child, args=(list(argv), dict(env), cwd, output, errors, sock, new_session), daemon=True
     )
-    with _starting():
+    with _lock, _starting():
         process.start()
     return WarmProcess(process, list(argv))
 

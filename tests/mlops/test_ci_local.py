@@ -501,7 +501,7 @@ def test_runs_in_different_groups_run_side_by_side(
         workflows[name].write_text(WORKFLOW.read_text().replace("group: deploy-gate-churn-classifier",
                                                                 f"group: deploy-gate-{name}"))
     runs = _overlapping(prod, tmp_path, workflows, candidates["clean"])
-    assert all(run.conclusion == "success" for run in runs.values())
+    assert all(run.conclusion == "success" for run in runs.values()), {k: r.to_dict() for k, r in runs.items()}
     assert runs["a"].queued == {"deploy-gate-a": pytest.approx(0, abs=0.5)}
     assert runs["b"].queued == {"deploy-gate-b": pytest.approx(0, abs=0.5)}
     (a_start, a_end), (b_start, b_end) = _window(runs["a"]), _window(runs["b"])

@@ -78,6 +78,32 @@ def test_exit_statuses_are_the_interpreters(tmp_path: Path) -> None:
     assert _run(tmp_path)[0] == 0
 
 
+def test_threads_running_commands_side_by_side_each_get_their_own_status(tmp_path: Path) -> None:
+    """Four threads run commands at once, as two workflow runs side by side do. multiprocessing
+    reads a child's exit status from a pipe, and each start first reads the status of every child
+    that has ended: without the module's lock, a thread could find its child's pipe drained by
+    another thread and report exit status 255 (4 threads x 40 commands: 13-26 of 160)."""
+    import threading
+
+    (tmp_path / "probe_module.py").write_text(PROBE)
+    env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)}
+    statuses = (0, 3, 5, 7)
+    found: dict[int, list[int]] = {}
+
+    def run(status: int) -> None:
+        found[status] = [
+            warm.run_module(["probe_module", str(status)], env=env, cwd=str(tmp_path), on_output=lambda _: None)
+            for _ in range(25)
+        ]
+
+    threads = [threading.Thread(target=run, args=(status,)) for status in statuses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert found == {status: [status] * 25 for status in statuses}
+
+
 def test_each_child_draws_its_own_random_numbers(tmp_path: Path) -> None:
     draws = {next(line for line in _run(tmp_path)[1].splitlines() if line.startswith("random")) for _ in range(3)}
     assert len(draws) == 3
