@@ -64,7 +64,10 @@ _started_with: dict[str, str] = {}
 #: own child could read that pipe at the same moment and find it empty and closed, which
 #: multiprocessing reports as exit status 255: two workflow runs side by side got 255 from a step
 #: that had succeeded. Starting also swaps a function of ``multiprocessing.util`` in and out
-#: (:func:`_helpers_in_own_process_group`), which two threads must not do at once either.
+#: (:func:`_helpers_in_own_process_group`), which two threads must not do at once either. A start
+#: holds it for milliseconds, except one that starts the fork server (the first, or the next after
+#: it died): that start waits until the server has done its imports, seconds, and so does another
+#: thread's poll meanwhile.
 _lock = threading.Lock()
 
 #: Interpreter-start variables that a forked child cannot honour (``PYTHONUNBUFFERED`` it can).
@@ -341,7 +344,7 @@ class WarmProcess:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            with _lock:  # one reader of the status at a time (see _lock); this read never blocks
+            with _lock:  # one reader of the status at a time (see _lock); the read itself never blocks
                 if not self.process.is_alive():
                     self.returncode = self.process.exitcode
         return self.returncode
