@@ -350,38 +350,45 @@ def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(
     assert forked is None, f"the forked kernel exited with {forked}; a fresh one keeps hanging"
 
 
+def _hash_in_forked_kernel(cwd: Path, env: dict[str, str]) -> tuple[str, bool]:
+    """What ``print(hash('forkkernel'))`` prints in a python3-forked kernel started with ``env``,
+    and whether that kernel was forked from a zygote."""
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(cwd), env=env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        out: list[str] = []
+        kc.execute_interactive(
+            "print(hash('forkkernel'))",
+            timeout=30,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
+        provisioner = km.provisioner
+        return "".join(out), isinstance(provisioner, ForkingProvisioner) and provisioner.forked
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_a_kernel_with_other_startup_variables_is_fresh(tmp_path: Path) -> None:
-    """PYTHONHASHSEED acts at interpreter start: a kernel asking for its own gets a fresh interpreter
-    (here: a zygote of its own, started with that environment), never the shared zygote's seed."""
-    seen = {}
-    for seed in ("0", "1"):
-        km = KernelManager(kernel_name=KERNEL_NAME)
-        km.start_kernel(cwd=str(tmp_path), env={**os.environ, "PYTHONHASHSEED": seed})
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=120)
-            out: list[str] = []
-            kc.execute_interactive(
-                "print(hash('forkkernel'))",
-                timeout=30,
-                output_hook=lambda m, out=out: out.append(m["content"].get("text", "")),
-            )
-            seen[seed] = out
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
-    expected = {
-        seed: subprocess.run(
-            [sys.executable, "-c", "print(hash('forkkernel'))"],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for seed in seen
-    }
-    assert {seed: "".join(out) for seed, out in seen.items()} == expected
+    """PYTHONHASHSEED acts at interpreter start: a kernel asking for its own gets an interpreter
+    started with it (here: a zygote of its own, started with that environment), never the shared
+    zygote's seed. The shared zygote's kernel, beside it, proves the test can tell the two apart."""
+    shared_env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    seeded_env = {**shared_env, "PYTHONHASHSEED": "1"}
+    seeded, seeded_forked = _hash_in_forked_kernel(tmp_path, seeded_env)
+    shared, shared_forked = _hash_in_forked_kernel(tmp_path, shared_env)
+    expected = subprocess.run(
+        [sys.executable, "-c", "print(hash('forkkernel'))"], env=seeded_env, capture_output=True, text=True, check=True
+    ).stdout
+    assert seeded == expected, "the kernel did not get the hash seed its environment asked for"
+    assert shared_forked and shared != expected, (
+        f"the shared zygote's kernel (forked: {shared_forked}) printed {shared!r}, the seeded one's hash: "
+        "this test could not tell a kernel that ignores its seed from one that honours it"
+    )
+    assert seeded_forked, "a kernel with its own startup variables is forked from a zygote started with them"
 
 
 def test_commands_that_are_not_ipykernel_are_not_forked() -> None:
