@@ -190,16 +190,26 @@ def candidates(production: Production) -> dict[str, int]:
 
 
 def _gate(prod: Production, tmp_path: Path, capsys: pytest.CaptureFixture[str], *, version: int, semver: str,
-          baseline: Path | None = None) -> tuple[int, dict[str, Any], Path]:
+          baseline: Path | None = None, workflow: Path = WORKFLOW) -> tuple[int, dict[str, Any], Path]:
     """Run the real workflow offline on a candidate file declaring ``version`` as ``semver``."""
     candidate = tmp_path / "candidate.json"
     candidate.write_text(json.dumps({"model": MODEL, "version": version, "semver": semver}))
     out = tmp_path / "ci"
-    status = cli.main(["--workspace", baseline_refresh.WORKSPACE, "ci", "run", "--workflow", str(WORKFLOW),
+    status = cli.main(["--workspace", baseline_refresh.WORKSPACE, "ci", "run", "--workflow", str(workflow),
                        "--repo", str(REPO), "--candidate", str(candidate), "--baseline", str(baseline or prod.baseline),
                        "--out", str(out)])
     capsys.readouterr()
     return status, json.loads((out / "run.json").read_text()), out
+
+
+def _with_step_env(text: str, step_id: str, name: str, value: str) -> str:
+    """The workflow ``text`` with ``name: value`` added to the ``env:`` of the step whose id is ``step_id``."""
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.strip() == f"id: {step_id}")
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    env = next(i for i in range(at + 1, len(lines)) if lines[i].startswith(indent + "env:"))
+    assert all(line.startswith(indent) for line in lines[at:env]), f"step {step_id} has no env: of its own"
+    return "".join([*lines[: env + 1], f"{indent}  {name}: {value}\n", *lines[env + 1 :]])
 
 
 def _steps(run: dict[str, Any], job: str) -> dict[str, dict[str, Any]]:
@@ -281,14 +291,17 @@ if "release" in sys.argv:  # only the stage-6 command: MLflow fails while moving
 
 @pytest.mark.slow
 def test_an_mlflow_failure_during_promotion_rolls_the_index_back(
-        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        prod: Production, candidates: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_BROKEN_REGISTRY)  # loaded by every step's interpreter
-    monkeypatch.setenv("PYTHONPATH", str(hook))
+    (hook / "sitecustomize.py").write_text(_BROKEN_REGISTRY)
+    # The pinned workflow, with the hook on the promote step's PYTHONPATH: that step runs in a fresh
+    # interpreter, which loads it (a step whose startup variables differ cannot fork from the warm
+    # interpreter); the other steps fork as usual.
+    workflow = tmp_path / "deploy-gate.yml"
+    workflow.write_text(_with_step_env(WORKFLOW.read_text(), "promote", "PYTHONPATH", str(hook)))
     before = _state(prod)
-    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.4.0")
+    status, run, out = _gate(prod, tmp_path, capsys, version=candidates["clean"], semver="v1.4.0", workflow=workflow)
     assert status == 1 and run["jobs"]["gate"]["result"] == "success"
     promote = next(s for s in run["jobs"]["release"]["steps"] if s["id"] == "promote")
     assert (promote["outcome"], promote["exit_code"]) == ("failure", 1)
