@@ -11,7 +11,7 @@ import pytest
 
 from scripts.grading import sandbox, session
 from scripts.grading.assign import MANIFESTS, REPO
-from scripts.grading.zygote import Zygote
+from scripts.grading.zygote import shared as shared_zygote
 
 PROBE = r"""
 import json, os, socket, resource
@@ -72,20 +72,17 @@ def inside(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout), workspace
     logs = tmp_path_factory.mktemp("logs")
-    zygote = Zygote(sandbox.environment({"HOME": str(logs), "TMPDIR": str(logs)}), logs / "zygote.log")
+    zygote = shared_zygote()  # the one `grade` forks every submission from (started by an earlier batch, or now)
     cgroup = sandbox.Cgroup(sandbox.Limits())
-    try:
-        with (logs / "stderr.log").open("wb") as errors:
-            process, stdin, stdout = session.placed(zygote, "tests.grading.test_sandbox:probe_main", workspace, None,
-                                                    sandbox.Limits(), cgroup, errors)
-            stdin.write(code.encode())
-            stdin.close()
-            seen = stdout.read()
-            stdout.close()
-            session._terminate(process, cgroup)
-    finally:
-        zygote.close()
-    assert seen, (logs / "stderr.log").read_text() + (logs / "zygote.log").read_text()
+    with (logs / "stderr.log").open("wb") as errors:
+        process, stdin, stdout = session.placed(zygote, "tests.grading.test_sandbox:probe_main", workspace, None,
+                                                sandbox.Limits(), cgroup, errors)
+        stdin.write(code.encode())
+        stdin.close()
+        seen = stdout.read()
+        stdout.close()
+        session._terminate(process, cgroup)
+    assert seen, (logs / "stderr.log").read_text() + zygote.log.read_text()
     return json.loads(seen), workspace
 
 
