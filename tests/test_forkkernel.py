@@ -350,6 +350,12 @@ def test_a_kernel_whose_builtins_are_broken_hangs_as_a_fresh_one_does(
     assert forked is None, f"the forked kernel exited with {forked}; a fresh one keeps hanging"
 
 
+#: The start-up environment of the zygote the startup-variables test starts: `test_a_kernel_dies_with_its_zygote`
+#: kills that one (reused when that test ran first in this process), not the shared zygote, which
+#: the reference notebooks' run that follows in the same pytest worker goes on using.
+SEEDED = {"PYTHONHASHSEED": "1"}
+
+
 def _hash_in_forked_kernel(cwd: Path, env: dict[str, str]) -> tuple[str, bool]:
     """What ``print(hash('forkkernel'))`` prints in a python3-forked kernel started with ``env``,
     and whether that kernel was forked from a zygote."""
@@ -377,7 +383,7 @@ def test_a_kernel_with_other_startup_variables_is_fresh(tmp_path: Path) -> None:
     started with it (here: a zygote of its own, started with that environment), never the shared
     zygote's seed. The shared zygote's kernel, beside it, proves the test can tell the two apart."""
     shared_env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
-    seeded_env = {**shared_env, "PYTHONHASHSEED": "1"}
+    seeded_env = {**shared_env, **SEEDED}
     seeded, seeded_forked = _hash_in_forked_kernel(tmp_path, seeded_env)
     shared, shared_forked = _hash_in_forked_kernel(tmp_path, shared_env)
     expected = subprocess.run(
@@ -439,7 +445,7 @@ def test_kernels_end_when_their_parent_dies(tmp_path: Path) -> None:
 
 def test_a_kernel_dies_with_its_zygote(tmp_path: Path) -> None:
     km = KernelManager(kernel_name=KERNEL_NAME)
-    km.start_kernel(cwd=str(tmp_path))
+    km.start_kernel(cwd=str(tmp_path), env={**os.environ, **SEEDED})
     try:
         provisioner = km.provisioner
         assert isinstance(provisioner, ForkingProvisioner) and provisioner.forked
@@ -451,7 +457,6 @@ def test_a_kernel_dies_with_its_zygote(tmp_path: Path) -> None:
         assert not km.is_alive()
     finally:
         km.shutdown_kernel(now=True)
-        client.stop_all()
 
 
 def test_cold_mode_launches_fresh_kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -465,7 +470,3 @@ def test_cold_mode_launches_fresh_kernels(tmp_path: Path, monkeypatch: pytest.Mo
         km.shutdown_kernel(now=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _stop_zygotes() -> Iterator[None]:
-    yield
-    client.stop_all()
