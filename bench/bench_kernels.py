@@ -85,6 +85,11 @@ for _name in {names}:
 print(len(_failed))"""
 
 
+def _printed(cell: nbformat.NotebookNode) -> str:
+    """What a code cell printed (its stream outputs, in order)."""
+    return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
+
+
 def loaded_modules(path: Path | None) -> list[str]:
     """The modules a fresh kernel holds after running the notebook at ``path`` (``None``: a kernel
     that ran nothing), in the order they were imported."""
@@ -94,8 +99,7 @@ def loaded_modules(path: Path | None) -> list[str]:
         copy = Path(scratch) / (path.name if path else "bare.ipynb")
         nbformat.write(nb, copy)
         done = run(copy, kernel_name=FRESH)
-    text = "".join(output.get("text", "") for output in done.cells[-1].outputs if output.output_type == "stream")
-    names: list[str] = json.loads(text)
+    names: list[str] = json.loads(_printed(done.cells[-1]))
     return names
 
 
@@ -113,7 +117,7 @@ def _floor(source: str, kernel: str) -> tuple[float, str]:
         start = time.perf_counter()
         done = run(path, kernel_name=kernel)
         seconds = time.perf_counter() - start
-    return seconds, "".join(output.get("text", "") for output in done.cells[0].outputs).strip()
+    return seconds, _printed(done.cells[0]).strip()
 
 
 def main() -> int:
