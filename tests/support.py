@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +78,18 @@ class ForkedScript:
 
 #: ``trained_workspace(name, seeds=(42,), aliases={})`` (the fixture in tests/conftest.py).
 TrainedFactory = Callable[..., TrainedWorkspace]
+
+
+_sockets: list[Path] = []
+
+
+def kernel_sockets() -> dict[str, str]:
+    """``KernelManager`` options for a stock kernel that listens on Unix sockets, as forked kernels
+    do (scripts/forkkernel/transport.py): on loopback ports, another process can be given one
+    of its ports between the manager's choice and the kernel's bind (``ZMQError: Address
+    already in use``). Each call names new sockets in one folder of this process (mode 0700),
+    removed when it exits; jupyter_client removes a kernel's sockets when it shuts it down."""
+    if not _sockets:
+        _sockets.append(Path(tempfile.mkdtemp(prefix="kernel-ipc-tests-")))
+        atexit.register(shutil.rmtree, _sockets[0], True)
+    return {"transport": "ipc", "ip": str(_sockets[0] / uuid.uuid4().hex[:12])}

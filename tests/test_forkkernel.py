@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -27,9 +29,11 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
+from traitlets.config import Config
 
-from scripts.forkkernel import KERNEL_NAME, PROVISIONER_NAME, client
+from scripts.forkkernel import KERNEL_NAME, PROVISIONER_NAME, client, transport
 from scripts.forkkernel.provisioner import ForkingProvisioner
+from tests.support import kernel_sockets
 
 REPO = Path(__file__).resolve().parents[1]
 FRESH = "python3"
@@ -59,11 +63,23 @@ def test_the_forked_kernelspec_names_the_provisioner() -> None:
     assert spec.argv == stock.argv  # the same interpreter and flags as the stock kernel
 
 
+def _sockets(kernel: str) -> dict[str, str]:
+    """The stock kernel listens on Unix sockets too (tests/support.py); a forked one on those its
+    provisioner gives it (scripts/forkkernel/transport.py)."""
+    return kernel_sockets() if kernel == FRESH else {}
+
+
+def _config(kernel: str) -> Config:
+    """What nbclient passes to the kernel manager it creates: :func:`_sockets`."""
+    return Config({"KernelManager": _sockets(kernel)})
+
+
 def _run(cells: list[str], kernel: str, cwd: Path, **options: object) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
     NotebookClient(
-        nb, kernel_name=kernel, extra_arguments=HISTORY, resources={"metadata": {"path": str(cwd)}}, **options
-    ).execute()
+        nb, kernel_name=kernel, extra_arguments=HISTORY, resources={"metadata": {"path": str(cwd)}},
+        config=_config(kernel), **options,
+    ).execute()  # fmt: skip
     return nb
 
 
@@ -190,6 +206,43 @@ def test_a_forked_kernel_asked_to_shut_down_exits_by_itself_every_time(tmp_path:
     assert statuses == [0] * 12, statuses
 
 
+def test_a_forked_kernel_listens_on_unix_sockets_in_a_private_folder(tmp_path: Path) -> None:
+    """No loopback port another process could take first: the kernel's five sockets are files in
+    a folder of its own that only this user can enter, kept for a restart, removed at shutdown."""
+    import psutil
+
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(tmp_path), extra_arguments=HISTORY)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        info = km.get_connection_info()
+        folder = Path(str(info["ip"])).parent
+        assert info["transport"] == "ipc" and folder.name.startswith(transport.PREFIX), info
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert sorted(path.name for path in folder.iterdir()) == [f"k-{n}" for n in range(1, 6)]
+        bound = {c.laddr for c in psutil.Process(km.provisioner.pid).net_connections(kind="unix")}  # type: ignore[union-attr]
+        assert {str(path) for path in folder.iterdir()} <= bound  # the kernel itself listens on them
+        km.restart_kernel(now=True)
+        kc.wait_for_ready(timeout=60)
+        assert km.provisioner.forked and folder.is_dir()  # type: ignore[union-attr]
+        assert kc.execute_interactive("x = 1", timeout=30)["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert not folder.exists()
+
+
+def test_a_manager_given_its_own_transport_or_ports_keeps_them(tmp_path: Path) -> None:
+    chosen = KernelManager(kernel_name=KERNEL_NAME, shell_port=50_123)
+    assert transport.use_private_ipc(chosen) is None and chosen.transport == "tcp"
+    own = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(tmp_path / "k"))
+    assert transport.use_private_ipc(own) is None
+    transport.remove_private_ipc(own)  # not a folder made for a kernel: kept
+    assert tmp_path.is_dir()
+
+
 def _side_by_side(run: Callable[..., T], cases: list[tuple[object, ...]]) -> list[T]:
     """``run(*case)`` for every case, each in a thread of its own; the results in the order of ``cases``.
 
@@ -208,7 +261,7 @@ def _side_by_side(run: Callable[..., T], cases: list[tuple[object, ...]]) -> lis
 
 def _crash_and_restart(kernel: str, crash: str, cwd: Path) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(crash)])
-    runner = NotebookClient(nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=60)
+    runner = NotebookClient(nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=60, config=_config(kernel))
     with runner.setup_kernel(cwd=str(cwd)):
         runner.execute_cell(nb.cells[0], 0)
         with pytest.raises(DeadKernelError):
@@ -234,7 +287,7 @@ def test_a_crash_is_a_dead_kernel_and_a_restart_works(tmp_path: Path) -> None:
 
 
 def _interrupted(kernel: str, cwd: Path) -> dict[str, object]:
-    km = KernelManager(kernel_name=kernel)
+    km = KernelManager(kernel_name=kernel, **_sockets(kernel))
     km.start_kernel(cwd=str(cwd))
     kc = km.client()
     kc.start_channels()
@@ -272,7 +325,8 @@ def _timed_out(kernel: str, cwd: Path) -> tuple[str, list[object], list[object]]
         cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)"), nbformat.v4.new_code_cell("print('next')")]
     )
     runner = NotebookClient(
-        nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=2, interrupt_on_timeout=True, allow_errors=True
+        nb, kernel_name=kernel, extra_arguments=HISTORY, timeout=2, interrupt_on_timeout=True, allow_errors=True,
+        config=_config(kernel),
     )
     with runner.setup_kernel(cwd=str(cwd)):
         error = ""
@@ -305,7 +359,7 @@ def _broken_builtins_kernels(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     wait below overlaps the module's other tests instead of adding to them. Gives a function that
     returns each kernel's exit status (None: alive) once BROKEN_WAIT seconds have passed since."""
     cwd = tmp_path_factory.mktemp("broken-builtins")
-    managers = [KernelManager(kernel_name=kernel) for kernel in KERNELS]
+    managers = [KernelManager(kernel_name=kernel, **_sockets(kernel)) for kernel in KERNELS]
     clients = []
     try:
         with pytest.MonkeyPatch.context() as patch:  # as _single_threaded_blas sets it for every test
@@ -412,7 +466,7 @@ PARENT = textwrap.dedent(
     km = KernelManager(kernel_name=sys.argv[1])
     km.start_kernel()
     kc = km.client(); kc.start_channels(); kc.wait_for_ready(timeout=120)
-    print(km.provisioner.pid, km.provisioner.forked, flush=True)
+    print(km.provisioner.pid, km.provisioner.forked, km.ip, flush=True)
     time.sleep(float(sys.argv[2]))
     os._exit(0)  # no shutdown: the parent just dies
     """
@@ -438,9 +492,10 @@ def test_kernels_end_when_their_parent_dies(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", PARENT, KERNEL_NAME, "0"], cwd=REPO, capture_output=True, text=True, timeout=180
     )
-    pid, forked = done.stdout.split()
+    pid, forked, sockets = done.stdout.split()
     assert forked == "True", done.stderr
     assert _wait_gone(int(pid)), "the forked kernel outlived its parent"
+    shutil.rmtree(Path(sockets).parent)  # what the parent, killed, could not clean up
 
 
 def test_a_kernel_dies_with_its_zygote(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The Jupyter kernel provisioner that forks kernels from a zygote (``forked-kernel``).
 
 :class:`ForkingProvisioner` is jupyter_client's :class:`LocalProvisioner` with another way to
-start the process: everything else (ports, connection file, signals to the process group,
-interrupt, shutdown, restart, cleanup) is the stock code, acting on a :class:`ForkedProcess`
-instead of a :class:`subprocess.Popen`. When a forked kernel could differ from a fresh one (see
+start the process, and with the kernel's sockets in a private folder instead of on loopback
+ports (:mod:`scripts.forkkernel.transport`): everything else (connection file, signals to the
+process group, interrupt, shutdown, restart, cleanup) is the stock code, acting on a
+:class:`ForkedProcess` instead of a :class:`subprocess.Popen`. When a forked kernel could differ from a fresh one (see
 :func:`scripts.forkkernel.client.launch`), it launches a fresh kernel exactly as the stock
 provisioner does.
 """
@@ -19,7 +20,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from . import client
+from . import client, transport
 
 #: Keyword arguments of jupyter_client's ``launch_kernel`` a forked kernel can honour.
 _FORKABLE = frozenset({"env", "cwd", "stdin", "stdout", "stderr", "independent", "extra_arguments", "kernel_id"})
@@ -42,6 +43,18 @@ class ForkingProvisioner(LocalProvisioner):
 
     #: True when the running kernel was forked (False: launched fresh, as a fallback).
     forked: bool = False
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        # Unix sockets in a private folder, not loopback ports another process could take
+        # before the kernel binds them (:mod:`scripts.forkkernel.transport`); kept on restart.
+        if self.parent is not None:
+            transport.use_private_ipc(self.parent)
+        return await super().pre_launch(**kwargs)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        if not restart and self.parent is not None:
+            transport.remove_private_ipc(self.parent)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         process = await asyncio.to_thread(self._fork, cmd, kwargs)

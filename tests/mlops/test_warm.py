@@ -15,6 +15,7 @@ from jupyter_client.manager import KernelManager
 
 from scripts.forkkernel import KERNEL_NAME
 from scripts.mlops import warm
+from tests.support import kernel_sockets
 
 PROBE = """
 import os, random, sys, tempfile
@@ -195,7 +196,7 @@ def test_a_kernel_that_ran_a_warm_command_shuts_down_by_itself(tmp_path: Path) -
     none is left; the fork server and its resource tracker live in a group of their own, so the
     kernel exits by itself (status 0) instead of being killed by its manager 2.5 s later. They
     still end with the kernel. The stock kernel is the one students run the labs in."""
-    km = KernelManager(kernel_name="python3")
+    km = KernelManager(kernel_name="python3", **kernel_sockets())  # Unix sockets: no port race
     # jupyter_client sends SIGTERM after half of this (default 5 s): on a loaded machine (make test
     # runs a worker per core plus one) a kernel that stops the fork server on its way out can take
     # longer than 2.5 s. A kernel waiting for a process of its own group never exits by itself,
