@@ -5,9 +5,10 @@ several training jobs logged to one SQLite-backed ``mlflow server``. This module
 that set-up on loopback and measures it; ``bench/bench_contention.py`` (the full measurement)
 and ``tests/mlops/test_contention.py`` (a small bounded one in ``make test``) both use it.
 
-* :func:`tracking_server` starts ``mlflow server`` on ``127.0.0.1`` (a free port) over a given
-  backend store, polls ``/health`` until a deadline, and always stops the server's whole
-  process group, also when the body raises.
+* :func:`tracking_server` starts ``mlflow server`` on ``127.0.0.1`` over a given backend store,
+  on a port the server binds itself (``--port 0``: no other process can take it between a choice
+  and the bind), reads that port from the server's log, polls ``/health`` until a deadline, and
+  always stops the server's whole process group, also when the body raises.
 * :func:`sqlite_store` makes the SQLite store from a copy of an already-migrated empty
   database (:mod:`scripts.mlops.workspace` caches one per MLflow version); a fresh file would
   make the server run every schema migration first, which took minutes on a loaded machine.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import shutil
 import subprocess
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import MlopsError
-from .procs import Child, free_port, stop_session
+from .procs import Child, stop_session
 
 Mode = Literal["one-by-one", "batched"]
 MODES: tuple[Mode, ...] = ("one-by-one", "batched")
@@ -121,6 +123,31 @@ def start_mlflow_server(args: Sequence[str], *, env: Mapping[str, str], log: Pat
                                 start_new_session=True)  # fmt: skip
 
 
+#: What uvicorn logs once it listens; with ``--port 0`` the port is the one the system gave it.
+_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+def listening_port(process: Child, log: Path, timeout: float = 180.0) -> int:
+    """The port a server started with ``--port 0`` listens on, read from ``log`` once uvicorn says so.
+
+    Raises :class:`MlopsError` with the end of ``log`` when the process exits first or the
+    deadline passes (the caller still owns the process and must stop it).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _LISTENING.search(log_tail(log, 1_000_000))
+        if found:
+            return int(found.group(1))
+        if process.poll() is not None:
+            raise MlopsError(
+                f"mlflow server exited with status {process.returncode} before it listened; its log ends with:\n"
+                f"{log_tail(log)}"
+            )
+        if time.monotonic() >= deadline:
+            raise MlopsError(f"mlflow server did not listen within {timeout:g} s; its log ends with:\n{log_tail(log)}")
+        time.sleep(0.05)
+
+
 def wait_healthy(url: str, process: Child, log: Path, timeout: float = 180.0) -> float:
     """Poll ``url``/health until it answers 200; the seconds it took.
 
@@ -158,15 +185,14 @@ def tracking_server(
     workers: int | None = None,
     timeout: float = 180.0,
 ) -> Iterator[TrackingServer]:
-    """``mlflow server`` on 127.0.0.1 (a free port) over ``store_uri``, healthy, stopped on exit.
+    """``mlflow server`` on 127.0.0.1 (a port it binds itself) over ``store_uri``, healthy, stopped on exit.
 
-    The server runs in a session of its own (its uvicorn workers with it), so stopping it stops
+    ``seconds_to_healthy`` counts from the start of the command. The server runs in a session of its own (its uvicorn workers with it), so stopping it stops
     exactly that group, by id. ``workers`` defaults to MLflow's own default (4). Its output goes
     to ``log`` (a file, never a pipe nobody reads). The client environment's
     ``MLFLOW_TRACKING_URI`` is not passed on, and MLflow's job execution is off (:data:`SERVER_ENV`).
     """
-    port = free_port()
-    args = ["--host", HOST, "--port", str(port),
+    args = ["--host", HOST, "--port", "0",
             "--backend-store-uri", store_uri, "--default-artifact-root", artifacts.resolve().as_uri()]  # fmt: skip
     if workers is not None:
         args += ["--workers", str(workers)]
@@ -175,11 +201,13 @@ def tracking_server(
     args += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", **SERVER_ENV}
     env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.monotonic()
     process = start_mlflow_server(args, env=env, log=log)
     try:
+        port = listening_port(process, log, timeout)
         url = f"http://{HOST}:{port}"
-        seconds = wait_healthy(url, process, log, timeout)
-        yield TrackingServer(url, port, process, log, seconds)
+        wait_healthy(url, process, log, max(1.0, started + timeout - time.monotonic()))
+        yield TrackingServer(url, port, process, log, time.monotonic() - started)
     finally:
         stop_session(process)
 

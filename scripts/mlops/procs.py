@@ -161,7 +161,13 @@ def alive(pid: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for commands that only take a number)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (for commands that only take a number).
+
+    Another process can be given it before the command binds it. Where a server can do without
+    one, let it bind its own: the model server gets a socket bound here
+    (:func:`scripts.mlops.server.start_server`), ``mlflow server`` binds port 0 and says which
+    (:func:`scripts.mlops.contention.listening_port`).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -129,6 +129,34 @@ def test_a_server_that_exits_fails_the_health_wait_with_its_log(tmp_path: Path) 
     assert "no such scheme" in str(raised.value) and time.monotonic() - started < 30
 
 
+def test_the_port_a_server_bound_itself_is_read_from_its_log(tmp_path: Path) -> None:
+    """``--port 0``: the server's log names the port once it listens; a server that exits first
+    fails at once with its log, and one that never says so fails at the deadline."""
+    import subprocess
+
+    log = tmp_path / "server.log"
+    log.write_text("")
+    says = f"sleep 0.3; echo 'INFO:     Uvicorn running on http://127.0.0.1:43210 (Press CTRL+C to quit)' >> {log}; sleep 30"
+    process = subprocess.Popen(["sh", "-c", says])
+    try:
+        assert contention.listening_port(process, log, timeout=30) == 43210
+    finally:
+        process.kill()
+        process.wait()
+    log.write_text("ERROR:    [Errno 98] error while attempting to bind\n")
+    exited = subprocess.Popen(["sh", "-c", "exit 1"])
+    with pytest.raises(MlopsError, match="exited with status 1 before it listened") as raised:
+        contention.listening_port(exited, log, timeout=30)
+    assert "Errno 98" in str(raised.value)
+    silent = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(MlopsError, match="did not listen within 0.5 s"):
+            contention.listening_port(silent, log, timeout=0.5)
+    finally:
+        silent.kill()
+        silent.wait()
+
+
 @pytest.mark.slow
 def test_failed_calls_are_counted_by_kind_when_nothing_listens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The count can fail: writers aimed at a closed port report every refused run, as a connection failure.

@@ -923,12 +923,15 @@ class InvalidHostHeader(Incident):
     anti_fix = "--disable-security-middleware: every Host and every origin is accepted, DNS rebinding included"
 
     def _start(self, lab: Lab, port: int, *flags: str) -> None:
-        from ..contention import SERVER_ENV, start_mlflow_server
+        """``mlflow server`` on ``port``; 0: on a port it binds itself, read from its log."""
+        from ..contention import SERVER_ENV, listening_port, start_mlflow_server
 
         args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", lab.tracking_uri]
         log = lab.scratch / "mlflow-server.log"
         process = start_mlflow_server([*args, *flags], env=lab.env(**SERVER_ENV), log=log, cwd=lab.root)
         lab.processes.append(process)
+        if port == 0:
+            port = listening_port(process, log)
         lab.notes.update(server=process, port=port)
         _wait_healthy(lab, process, port)
 
@@ -942,7 +945,7 @@ class InvalidHostHeader(Incident):
         return Symptom("http", response.text, response.status_code)
 
     def break_(self, lab: Lab) -> None:
-        self._start(lab, free_port())
+        self._start(lab, 0)
 
     def observe(self, lab: Lab) -> Symptom:
         return self.request(lab, SERVER_NAME)
