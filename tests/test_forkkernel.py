@@ -234,13 +234,21 @@ def test_a_forked_kernel_listens_on_unix_sockets_in_a_private_folder(tmp_path: P
     assert not folder.exists()
 
 
-def test_a_manager_given_its_own_transport_or_ports_keeps_them(tmp_path: Path) -> None:
+def test_a_manager_keeps_tcp_when_told_its_ports_or_when_no_socket_folder_fits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = KernelManager(kernel_name=KERNEL_NAME, shell_port=50_123)
     assert transport.use_private_ipc(chosen) is None and chosen.transport == "tcp"
     own = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(tmp_path / "k"))
     assert transport.use_private_ipc(own) is None
     transport.remove_private_ipc(own)  # not a folder made for a kernel: kept
     assert tmp_path.is_dir()
+    deep = tmp_path / ("d" * 90)  # a socket's path holds 107 bytes
+    deep.mkdir()
+    for tempdir in (deep, tmp_path / "missing"):
+        monkeypatch.setattr("tempfile.tempdir", str(tempdir))
+        default = KernelManager(kernel_name=KERNEL_NAME)
+        assert transport.use_private_ipc(default) is None and default.transport == "tcp"
+    assert list(deep.iterdir()) == []  # the folder that was too deep is gone again
 
 
 def _side_by_side(run: Callable[..., T], cases: list[tuple[object, ...]]) -> list[T]:

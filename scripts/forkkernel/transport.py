@@ -33,13 +33,16 @@ def use_private_ipc(manager: Any) -> Path | None:
     """Switch ``manager`` (a jupyter_client ``KernelManager`` whose kernel has not started) to IPC.
 
     Its sockets go in a new folder (mode 0700) under the temporary directory; returns that
-    folder. Leaves the manager as it is, and returns None, when it was told a transport or
-    ports of its own (a TCP kernel on chosen ports, or IPC already), or when the temporary
-    directory's path is too long for a socket's.
+    folder. Leaves the manager as it is (TCP on ports jupyter_client picks), and returns None,
+    when it was told a transport or ports of its own (a TCP kernel on chosen ports, or IPC
+    already), or when no folder can be made there or its path is too long for a socket's.
     """
     if manager.transport != "tcp" or any(getattr(manager, name) for name in _PORTS):
         return None
-    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+    except OSError:
+        return None
     if len(str(folder / "k-65535")) > _MAX_PATH:
         folder.rmdir()
         return None
