@@ -1,8 +1,8 @@
 """Benchmark SQLite and PostgreSQL behind a real ``mlflow server`` under concurrent writers (issue 12).
 
-For each backend store, starts ``mlflow server`` on 127.0.0.1 (a port it binds itself, MLflow's default 4
-workers) over a store whose schema already exists (SQLite: a copy of a migrated empty
-database; PostgreSQL: a real PostgreSQL from PyPI's ``pgserver``, schema created in-process),
+For each backend store, starts ``mlflow server`` on 127.0.0.1 (a port it binds itself,
+MLflow's default 4 workers) over a store whose schema already exists (SQLite: a copy of a
+migrated empty database; PostgreSQL: a real PostgreSQL from PyPI's ``pgserver``, schema created in-process),
 then for each number of writers, mode and retry setting runs that many client processes at
 once. Each writer opens a run and logs ``--metrics`` values one call at a time (the seed's
 pattern: a metric every epoch) or in one ``log_metrics`` batch, with the client's retries off

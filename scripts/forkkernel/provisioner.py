@@ -4,9 +4,9 @@
 start the process, and with the kernel's sockets in a private folder instead of on loopback
 ports (:mod:`scripts.forkkernel.transport`): everything else (connection file, signals to the
 process group, interrupt, shutdown, restart, cleanup) is the stock code, acting on a
-:class:`ForkedProcess` instead of a :class:`subprocess.Popen`. When a forked kernel could differ from a fresh one (see
-:func:`scripts.forkkernel.client.launch`), it launches a fresh kernel exactly as the stock
-provisioner does.
+:class:`ForkedProcess` instead of a :class:`subprocess.Popen`. When a forked kernel could
+differ from a fresh one (see :func:`scripts.forkkernel.client.launch`), it launches a fresh
+kernel exactly as the stock provisioner does.
 """
 
 from __future__ import annotations

@@ -187,9 +187,10 @@ def tracking_server(
 ) -> Iterator[TrackingServer]:
     """``mlflow server`` on 127.0.0.1 (a port it binds itself) over ``store_uri``, healthy, stopped on exit.
 
-    ``seconds_to_healthy`` counts from the start of the command. The server runs in a session of its own (its uvicorn workers with it), so stopping it stops
-    exactly that group, by id. ``workers`` defaults to MLflow's own default (4). Its output goes
-    to ``log`` (a file, never a pipe nobody reads). The client environment's
+    ``seconds_to_healthy`` counts from the start of the command. The server runs in a session of
+    its own (its uvicorn workers with it), so stopping it stops exactly that group, by id.
+    ``workers`` defaults to MLflow's own default (4). Its output goes to ``log`` (a file, never a
+    pipe nobody reads). The client environment's
     ``MLFLOW_TRACKING_URI`` is not passed on, and MLflow's job execution is off (:data:`SERVER_ENV`).
     """
     args = ["--host", HOST, "--port", "0",
