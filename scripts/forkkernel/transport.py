@@ -15,6 +15,7 @@ same: jupyter_client and ipykernel support both transports.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,3 +67,22 @@ def remove_private_ipc(manager: Any) -> None:
     if folder in _made:
         _made.discard(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def folder_of(connection_file: str) -> Path | None:
+    """The private folder of the kernel whose connection file this is; None for any other kernel.
+
+    For a process that did not make the folder but outlives the manager that did: the zygote,
+    whose kernels it stops when its parent died without shutting them down.
+    """
+    try:
+        info = json.loads(Path(connection_file).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("transport") != "ipc":
+        return None
+    sockets = Path(str(info.get("ip", "")))
+    folder = sockets.parent
+    if sockets.name == "k" and folder.name.startswith(PREFIX) and folder.parent == Path(tempfile.gettempdir()):
+        return folder
+    return None

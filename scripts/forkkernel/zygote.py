@@ -32,6 +32,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -39,9 +40,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..mlops import fresh, warm
+from . import transport
 
 #: What the zygote imports before it forks anything.
 PRELOAD = "scripts.forkkernel._preload"
@@ -268,6 +271,8 @@ class Zygote:
         self.control = control
         self.set_by_imports = dict(set_by_imports or {})
         self.kernels: dict[int, socket.socket] = {}
+        #: Each running kernel's private socket folder (scripts.forkkernel.transport), if it has one.
+        self.sockets: dict[int, Path] = {}
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -308,11 +313,15 @@ class Zygote:
             if pid == 0:
                 return
             sock = self.kernels.pop(pid, None)
+            self.sockets.pop(pid, None)
             if sock is not None:
                 _send(sock, {"exit": os.waitstatus_to_exitcode(status)})
                 sock.close()
 
     def _stop_kernels(self) -> None:
+        """Stop the kernels still running when the parent left, and remove their socket folders
+        (their managers, which would have, are gone)."""
+        folders = [self.sockets[pid] for pid in self.kernels if pid in self.sockets]
         for pid in list(self.kernels):
             try:
                 os.killpg(pid, signal.SIGTERM)
@@ -333,6 +342,8 @@ class Zygote:
             except ChildProcessError:
                 break
             self._reap()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _launch(self, message: bytes, fds: list[int]) -> None:
         if len(fds) == 1 and message == b'{"ping": true}':  # the imports are done: say so
@@ -382,6 +393,9 @@ class Zygote:
         os.close(stdout_fd)
         os.close(stderr_fd)
         self.kernels[pid] = status
+        folder = _socket_folder(argv)
+        if folder is not None:
+            self.sockets[pid] = folder
         _send(status, {"pid": pid})
         self._reap()  # it may already have ended
 
@@ -404,6 +418,13 @@ class Zygote:
         self.kernels.clear()
         for fd in (self.wake_r, self.wake_w, in_session_r):
             os.close(fd)
+
+
+def _socket_folder(argv: list[str]) -> Path | None:
+    """The private socket folder named by the connection file in a kernel command (``-f FILE``)."""
+    if "-f" not in argv[:-1]:
+        return None
+    return transport.folder_of(argv[argv.index("-f") + 1])
 
 
 def _keep_above(*fds: int, floor: int) -> tuple[int, ...]:
